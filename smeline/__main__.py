@@ -1,0 +1,3 @@
+from smeline.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""The web application factory: builds every service from explicit dependencies."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from aiohttp import web
+
+from smeline import __version__, keys
+from smeline.api import ApiRoutes, Out, json_ok
+from smeline.auth import http as auth_http
+from smeline.auth.middleware import make_auth_middleware
+from smeline.auth.passwords import Passwords
+from smeline.auth.services import AuthService, UserService
+from smeline.bus import EventRegistry, make_bus
+from smeline.config import Settings
+from smeline.db import make_engine, make_sessionmaker
+from smeline.errors import error_middleware
+from smeline.notifications.services import Outbox
+from smeline.openapi import openapi_handler
+from smeline.reference import http as reference_http
+from smeline.reference.services import ReferenceService
+from smeline.ticketing import events as ticket_events
+from smeline.ticketing import http as ticket_http
+from smeline.ticketing.calendar_service import CalendarService
+from smeline.ticketing.policies import seed_default_policies
+from smeline.ticketing.scheduler import SlaScheduler
+from smeline.ticketing.services import TicketService
+from smeline.ticketing.sla import SlaRules
+
+logger = logging.getLogger(__name__)
+
+meta_routes = ApiRoutes(tag="service")
+
+
+class HealthOut(Out):
+    status: str
+    version: str
+    database: str
+    redis: bool
+    telephony: str
+
+
+@meta_routes.get(
+    "/api/health", summary="Liveness and configuration", response=HealthOut, public=True
+)
+async def health(request: web.Request) -> web.StreamResponse:
+    settings: Settings = request.app[keys.SETTINGS]
+    return json_ok(
+        HealthOut(
+            status="ok",
+            version=__version__,
+            database="sqlite" if settings.is_sqlite else "postgresql",
+            redis=settings.redis_url is not None,
+            telephony="configured" if settings.telephony_configured else "not_configured",
+        )
+    )
+
+
+def event_registry() -> EventRegistry:
+    registry = EventRegistry()
+    ticket_events.register(registry)
+    return registry
+
+
+def create_app(settings: Settings, *, background: bool = True) -> web.Application:
+    """``background=False`` leaves the scheduler and dispatcher to the caller (tests)."""
+    engine = make_engine(settings.database_url)
+    sessionmaker = make_sessionmaker(engine)
+    passwords = Passwords(
+        time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
+    )
+    registry = event_registry()
+    bus = make_bus(registry, settings.redis_url)
+    reference = ReferenceService(sessionmaker=sessionmaker)
+    calendars = CalendarService(
+        sessionmaker=sessionmaker, default_hours=tuple(settings.business_hours)
+    )
+    rules = SlaRules(settings.sla_warning_ratio)
+    outbox = Outbox(channels=settings.notification_senders)
+    auth = AuthService(
+        sessionmaker=sessionmaker,
+        passwords=passwords,
+        session_ttl=timedelta(hours=settings.session_ttl_hours),
+        max_failures=settings.login_max_failures,
+        failure_window=timedelta(minutes=settings.login_failure_window_minutes),
+    )
+    users = UserService(sessionmaker=sessionmaker, passwords=passwords)
+    tickets = TicketService(
+        sessionmaker=sessionmaker,
+        reference=reference,
+        calendars=calendars,
+        rules=rules,
+        outbox=outbox,
+        bus=bus,
+        number_prefix=settings.ticket_number_prefix,
+    )
+    scheduler = SlaScheduler(
+        sessionmaker=sessionmaker,
+        tickets=tickets,
+        rules=rules,
+        calendars=calendars,
+        outbox=outbox,
+        bus=bus,
+        escalate_to_roles=settings.escalate_to_roles,
+        archive_after_days=settings.archive_after_days,
+        tick_seconds=settings.sla_tick_seconds,
+    )
+
+    route_tables = [
+        meta_routes,
+        auth_http.routes,
+        reference_http.routes,
+        ticket_http.routes,
+        ticket_http.policy_routes,
+        ticket_http.calendar_routes,
+    ]
+    public = {(s.method, s.path) for table in route_tables for s in table.specs if s.public}
+    public.add(("GET", "/api/openapi.json"))
+    app = web.Application(
+        middlewares=[error_middleware, make_auth_middleware(auth, public)],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.ENGINE] = engine
+    app[keys.SESSIONMAKER] = sessionmaker
+    app[keys.BUS] = bus
+    app[keys.EVENT_REGISTRY] = registry
+    app[keys.REFERENCE] = reference
+    app[keys.CALENDARS] = calendars
+    app[keys.AUTH] = auth
+    app[keys.USERS] = users
+    app[keys.TICKETS] = tickets
+    app[keys.SCHEDULER] = scheduler
+    app[keys.OUTBOX] = outbox
+    for table in route_tables:
+        table.register(app)
+    app.router.add_get("/api/openapi.json", openapi_handler)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await reference.seed()
+        await seed_default_policies(sessionmaker)
+        await reference.load()
+        await calendars.load()
+        await bus.start()
+        if background and settings.scheduler_enabled:
+            scheduler.start()
+        logger.info(
+            "smeline started database=%s redis=%s telephony=%s",
+            "sqlite" if settings.is_sqlite else "postgresql",
+            settings.redis_url is not None,
+            "configured" if settings.telephony_configured else "not configured",
+        )
+        yield
+        await scheduler.stop()
+        await bus.close()
+        await engine.dispose()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

@@ -1,0 +1,111 @@
+"""Configuration from environment variables (``SMELINE_*``) and an optional TOML file.
+
+The embedded default needs nothing: SQLite under ``./var``, no Redis, no Asterisk.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUSINESS_TZ = "Asia/Shanghai"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SMELINE_", extra="forbid")
+
+    database_url: str = "sqlite+aiosqlite:///./var/smeline.db"
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Public origin behind a TLS reverse proxy; secure cookies follow from https.
+    public_url: str | None = None
+
+    # Logs: JSON lines, rotated daily, kept log_retention_days (6 months by default).
+    log_dir: Path = Path("./var/log")
+    log_level: str = "INFO"
+    log_retention_days: int = Field(default=183, ge=1)
+    log_to_stderr: bool = True
+
+    # Accounts
+    session_ttl_hours: int = Field(default=12, ge=1)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_failure_window_minutes: int = Field(default=15, ge=1)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # argon2id cost; the defaults follow the argon2-cffi recommendation.
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=8)
+    ticket_number_prefix: str = Field(default="MZ", pattern=r"^[A-Z]{1,4}$")
+
+    # Business calendar: window hours, used by SLA arithmetic.
+    business_hours: list[tuple[time, time]] = [
+        (time(8, 30), time(12, 0)),
+        (time(14, 30), time(17, 30)),
+    ]
+
+    # SLA
+    sla_warning_ratio: float = Field(default=0.75, gt=0, lt=1)
+    sla_tick_seconds: float = Field(default=1.0, gt=0)
+    escalate_to_roles: list[Literal["county_admin", "supervisor", "admin"]] = [
+        "county_admin",
+        "supervisor",
+    ]
+    archive_after_days: int = Field(default=30, ge=0)
+    scheduler_enabled: bool = True
+
+    # Notifications
+    notification_senders: list[Literal["log", "smtp", "sms"]] = ["log"]
+    notification_max_attempts: int = Field(default=20, ge=1)
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_from: str = "smeline@localhost"
+    sms_gateway_url: str | None = None
+    sms_gateway_key: str | None = None
+    sms_signature: str = "梅州中小企业服务平台"
+
+    # Asterisk (issue 3); absent means telephony is not configured.
+    ami_host: str | None = None
+
+    @field_validator("business_hours")
+    @classmethod
+    def _hours_ordered(cls, value: list[tuple[time, time]]) -> list[tuple[time, time]]:
+        previous = time(0, 0)
+        for start, end in value:
+            if not (previous <= start < end):
+                raise ValueError("business hours must be ordered, non-overlapping intervals")
+            previous = end
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def telephony_configured(self) -> bool:
+        return self.ami_host is not None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read ``SMELINE_CONFIG`` (TOML) if set, then the environment, then ``overrides``."""
+    data: dict[str, Any] = {}
+    path = os.environ.get("SMELINE_CONFIG")
+    if path:
+        with open(path, "rb") as fh:
+            data.update(tomllib.load(fh))
+    data.update(overrides)
+    # Environment variables win over the file but not over explicit overrides.
+    env = Settings()
+    merged = {**data}
+    for name in Settings.model_fields:
+        if f"SMELINE_{name.upper()}" in os.environ and name not in overrides:
+            merged[name] = getattr(env, name)
+    return Settings(**merged)

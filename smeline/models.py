@@ -1,0 +1,42 @@
+"""Imports every table so that ``Base.metadata`` is complete (Alembic, tests)."""
+
+from smeline.auth.models import AuthSession, LoginFailure, User
+from smeline.db import Base
+from smeline.notifications.models import Notification
+from smeline.reference.models import Category, Channel, County, Window
+from smeline.ticketing.models import (
+    CalendarOverride,
+    CalendarYear,
+    Escalation,
+    Handoff,
+    SlaEvent,
+    SlaPolicy,
+    Ticket,
+    TicketComment,
+    TicketDayCounter,
+    TicketHistory,
+    TicketShare,
+)
+
+__all__ = [
+    "AuthSession",
+    "Base",
+    "CalendarOverride",
+    "CalendarYear",
+    "Category",
+    "Channel",
+    "County",
+    "Escalation",
+    "Handoff",
+    "LoginFailure",
+    "Notification",
+    "SlaEvent",
+    "SlaPolicy",
+    "Ticket",
+    "TicketComment",
+    "TicketDayCounter",
+    "TicketHistory",
+    "TicketShare",
+    "User",
+    "Window",
+]

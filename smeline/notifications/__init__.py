@@ -1,0 +1,1 @@
+"""Notifications: an outbox table and pluggable senders (log, SMTP, SMS gateway)."""

@@ -1,0 +1,70 @@
+"""The outbox: notifications are written with the change that causes them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from smeline.auth.models import User
+from smeline.notifications.models import Notification, NotificationStatus
+from smeline.notifications.templates import render
+
+
+class Outbox:
+    """Queues notifications inside the caller's transaction; the dispatcher delivers them."""
+
+    def __init__(self, *, channels: Sequence[str]) -> None:
+        self.channels = tuple(channels)
+
+    def addresses(self, user: User) -> list[tuple[str, str | None]]:
+        out: list[tuple[str, str | None]] = []
+        for channel in self.channels:
+            if channel == "log":
+                out.append(("log", user.username))
+            elif channel == "smtp" and user.email:
+                out.append(("smtp", user.email))
+            elif channel == "sms" and user.phone:
+                out.append(("sms", user.phone))
+        return out
+
+    async def enqueue(
+        self,
+        db: AsyncSession,
+        *,
+        recipient: User,
+        template_id: str,
+        params: dict[str, str],
+        dedupe_key: str,
+        now: datetime,
+    ) -> int:
+        """Adds one row per enabled channel; a repeated ``dedupe_key`` adds nothing."""
+        subject, body = render(template_id, params)
+        rows = [
+            {
+                "dedupe_key": f"{dedupe_key}:{channel}"[:128],
+                "channel": channel,
+                "recipient_user_id": recipient.id,
+                "address": address,
+                "template_id": template_id,
+                "params": params,
+                "subject": subject[:200],
+                "body": body,
+                "status": NotificationStatus.PENDING.value,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for channel, address in self.addresses(recipient)
+        ]
+        if not rows:
+            return 0
+        dialect = db.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = (
+            insert(Notification).values(rows).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        )
+        result = await db.execute(stmt)
+        return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,1 @@
+"""Reference data: counties, windows, service categories and service channels."""

@@ -1,0 +1,1 @@
+"""Work-order ticketing: business calendar and SLA deadlines."""

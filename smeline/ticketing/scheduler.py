@@ -1,0 +1,335 @@
+"""The SLA scheduler: raises warnings and breaches on time, escalates, archives.
+
+It is a periodic, idempotent evaluator:
+
+* each tick looks only at rows whose ``next_sla_check_at`` has come (partial
+  index), so its cost follows what is due, not how many work orders are open;
+* on PostgreSQL a transaction-level advisory lock lets exactly one process
+  evaluate at a time; rows are also taken ``FOR UPDATE SKIP LOCKED``;
+* every warning or breach is an ``sla_events`` row with a unique key and every
+  escalation a unique (event, user) row, so nothing is raised or escalated twice,
+  whatever the number of processes or restarts;
+* after downtime the first tick raises whatever fell due meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel
+from sqlalchemy import select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from smeline.auth.models import Role, User
+from smeline.bus import EventBus
+from smeline.db import utcnow
+from smeline.notifications.services import Outbox
+from smeline.notifications.templates import CLOCK_NAMES
+from smeline.ticketing import events as ev
+from smeline.ticketing.calendar_service import CalendarService
+from smeline.ticketing.models import (
+    Escalation,
+    Handoff,
+    SlaEvent,
+    Ticket,
+    TicketHistory,
+    TicketStatus,
+)
+from smeline.ticketing.services import TicketService
+from smeline.ticketing.sla import DueEvent, Level, SlaRules
+
+logger = logging.getLogger(__name__)
+
+# Arbitrary constant shared by every smeline process: "the SLA evaluator".
+ADVISORY_LOCK_KEY = 0x5E1A_0001
+
+
+@dataclass
+class TickResult:
+    locked_out: bool = False
+    raised: int = 0
+    escalations: int = 0
+    archived: int = 0
+    events: list[tuple[str, BaseModel]] = field(default_factory=list)
+
+
+class SlaScheduler:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        tickets: TicketService,
+        rules: SlaRules,
+        calendars: CalendarService,
+        outbox: Outbox,
+        bus: EventBus,
+        escalate_to_roles: Sequence[str],
+        archive_after_days: int,
+        tick_seconds: float = 1.0,
+        batch_size: int = 500,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._tickets = tickets
+        self._rules = rules
+        self._calendars = calendars
+        self._outbox = outbox
+        self._bus = bus
+        self._escalate_to = [Role(r) for r in escalate_to_roles]
+        self._archive_after = timedelta(days=archive_after_days) if archive_after_days else None
+        self._tick_seconds = tick_seconds
+        self._batch = batch_size
+        self._local_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._last_calendar_check = 0.0
+
+    # --- loop -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="sla-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                if started - self._last_calendar_check > 30:
+                    self._last_calendar_check = started
+                    await self._calendars.reload_if_changed()
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("SLA scheduler tick failed")
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(max(0.05, self._tick_seconds - elapsed))
+
+    # --- one tick -------------------------------------------------------------------
+
+    async def tick(self, now: datetime | None = None) -> TickResult:
+        now = now or utcnow()
+        async with self._local_lock, self._sessionmaker() as db:
+            result = TickResult()
+            postgres = db.get_bind().dialect.name == "postgresql"
+            if postgres:
+                got = await db.scalar(
+                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY}
+                )
+                if not got:
+                    await db.rollback()
+                    return TickResult(locked_out=True)
+            await self._tickets_due(db, now, result, postgres)
+            await self._handoffs_due(db, now, result, postgres)
+            await self._archive(db, now, result, postgres)
+            await db.commit()
+        for name, payload in result.events:
+            try:
+                await self._bus.publish(name, payload)
+            except Exception:
+                logger.exception("could not publish %s", name)
+        if result.raised or result.archived:
+            logger.info(
+                "SLA tick raised=%s escalations=%s archived=%s",
+                result.raised,
+                result.escalations,
+                result.archived,
+            )
+        return result
+
+    async def _tickets_due(
+        self, db: AsyncSession, now: datetime, result: TickResult, postgres: bool
+    ) -> None:
+        stmt = (
+            select(Ticket)
+            .where(Ticket.next_sla_check_at.is_not(None), Ticket.next_sla_check_at <= now)
+            .order_by(Ticket.next_sla_check_at)
+            .limit(self._batch)
+        )
+        if postgres:
+            stmt = stmt.with_for_update(skip_locked=True)
+        for ticket in (await db.scalars(stmt)).all():
+            for due in self._rules.take_due(ticket, now):
+                key = f"t{ticket.id}:{due.clock.value}:{due.level.value}"
+                await self._raise(db, ticket, None, due, key, now, result)
+
+    async def _handoffs_due(
+        self, db: AsyncSession, now: datetime, result: TickResult, postgres: bool
+    ) -> None:
+        stmt = (
+            select(Handoff)
+            .where(Handoff.next_check_at.is_not(None), Handoff.next_check_at <= now)
+            .order_by(Handoff.next_check_at)
+            .limit(self._batch)
+        )
+        if postgres:
+            stmt = stmt.with_for_update(skip_locked=True)
+        for handoff in (await db.scalars(stmt)).all():
+            dues = self._rules.take_due_handoff(handoff, now)
+            if not dues:
+                continue
+            ticket = await db.get(Ticket, handoff.ticket_id)
+            if ticket is None:
+                continue
+            for due in dues:
+                key = f"h{handoff.id}:{due.level.value}"
+                await self._raise(db, ticket, handoff, due, key, now, result)
+
+    async def _recipients(
+        self, db: AsyncSession, ticket: Ticket, handoff: Handoff | None, level: Level
+    ) -> tuple[list[User], list[User]]:
+        """(people told, people escalated to). A breach escalates; a warning only tells."""
+        told: dict[int, User] = {}
+        for user_id in (
+            handoff.to_user_id if handoff else ticket.assignee_id,
+            handoff.from_user_id if handoff and level is Level.BREACH else None,
+        ):
+            if user_id is not None:
+                user = await db.get(User, user_id)
+                if user is not None and user.active:
+                    told[user.id] = user
+        escalated: list[User] = []
+        if level is Level.BREACH or not told:
+            for role in self._escalate_to:
+                stmt = select(User).where(User.role == role.value, User.active.is_(True))
+                if role is Role.COUNTY_ADMIN:
+                    stmt = stmt.where(User.county_code == ticket.county_code)
+                for user in await db.scalars(stmt):
+                    if level is Level.BREACH:
+                        escalated.append(user)
+                    told.setdefault(user.id, user)
+        return list(told.values()), escalated
+
+    async def _raise(
+        self,
+        db: AsyncSession,
+        ticket: Ticket,
+        handoff: Handoff | None,
+        due: DueEvent,
+        key: str,
+        now: datetime,
+        result: TickResult,
+    ) -> None:
+        insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+        inserted = await db.execute(
+            insert(SlaEvent)
+            .values(
+                key=key,
+                ticket_id=ticket.id,
+                handoff_id=handoff.id if handoff else None,
+                kind=f"{due.clock.value}_{due.level.value}",
+                due_at=due.due_at,
+                raised_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(SlaEvent.id)
+        )
+        event_id = inserted.scalar_one_or_none()
+        if event_id is None:
+            return  # raised before (another process, or before a restart)
+        result.raised += 1
+        db.add(
+            TicketHistory(
+                ticket_id=ticket.id,
+                at=now,
+                actor_id=None,
+                action=f"sla_{due.level.value}",
+                field=due.clock.value,
+                to_value=due.due_at.isoformat(),
+            )
+        )
+        told, escalated = await self._recipients(db, ticket, handoff, due.level)
+        for user in escalated:
+            escalation = await db.execute(
+                insert(Escalation)
+                .values(
+                    sla_event_id=event_id, ticket_id=ticket.id, to_user_id=user.id, created_at=now
+                )
+                .on_conflict_do_nothing(index_elements=["sla_event_id", "to_user_id"])
+                .returning(Escalation.id)
+            )
+            if escalation.scalar_one_or_none() is not None:
+                result.escalations += 1
+        template = "ticket_sla_breached" if due.level is Level.BREACH else "ticket_sla_warning"
+        params = {
+            "number": ticket.number,
+            "subject": ticket.subject[:60],
+            "clock": CLOCK_NAMES[due.clock.value],
+            "due_at": TicketService.local_text(due.due_at),
+        }
+        for user in told:
+            await self._outbox.enqueue(
+                db,
+                recipient=user,
+                template_id=template,
+                params=params,
+                dedupe_key=f"{key}:u{user.id}",
+                now=now,
+            )
+        name = ev.TICKET_SLA_BREACHED if due.level is Level.BREACH else ev.TICKET_SLA_WARNING
+        result.events.append(
+            (
+                name,
+                ev.TicketSlaEvent(
+                    ticket_id=ticket.id,
+                    number=ticket.number,
+                    status=ticket.status,
+                    priority=ticket.priority,
+                    category_code=ticket.category_code,
+                    county_code=ticket.county_code,
+                    window_code=ticket.window_code,
+                    assignee_id=ticket.assignee_id,
+                    sla_state=ticket.sla_state,
+                    actor_id=None,
+                    resolution_due_at=ticket.resolution_due_at,
+                    clock=due.clock.value,
+                    due_at=due.due_at,
+                    handoff_id=handoff.id if handoff else None,
+                    escalated_to=[u.id for u in escalated],
+                ),
+            )
+        )
+
+    async def _archive(
+        self, db: AsyncSession, now: datetime, result: TickResult, postgres: bool
+    ) -> None:
+        if self._archive_after is None:
+            return
+        cutoff = now - self._archive_after
+        stmt = (
+            select(Ticket)
+            .where(Ticket.status == TicketStatus.CLOSED.value, Ticket.closed_at <= cutoff)
+            .order_by(Ticket.closed_at)
+            .limit(self._batch)
+        )
+        if postgres:
+            stmt = stmt.with_for_update(skip_locked=True)
+        for ticket in (await db.scalars(stmt)).all():
+            ticket.status = TicketStatus.ARCHIVED.value
+            ticket.archived_at = now
+            ticket.updated_at = now
+            db.add(
+                TicketHistory(
+                    ticket_id=ticket.id,
+                    at=now,
+                    actor_id=None,
+                    action="status_changed",
+                    field="status",
+                    from_value=TicketStatus.CLOSED.value,
+                    to_value=TicketStatus.ARCHIVED.value,
+                    note="auto-archive",
+                )
+            )
+            result.archived += 1
