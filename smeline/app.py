@@ -19,7 +19,7 @@ from smeline.config import Settings
 from smeline.db import make_engine, make_sessionmaker
 from smeline.errors import error_middleware
 from smeline.notifications.services import Outbox
-from smeline.openapi import openapi_handler
+from smeline.openapi import build_openapi, openapi_handler
 from smeline.reference import http as reference_http
 from smeline.reference.services import ReferenceService
 from smeline.ticketing import events as ticket_events
@@ -138,6 +138,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     for table in route_tables:
         table.register(app)
     app.router.add_get("/api/openapi.json", openapi_handler)
+    app[keys.OPENAPI_DOCUMENT] = build_openapi(app[keys.API_SPECS])
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await reference.seed()

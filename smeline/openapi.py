@@ -135,8 +135,4 @@ def build_openapi(specs: list[RouteSpec]) -> dict[str, Any]:
 
 
 async def openapi_handler(request: web.Request) -> web.StreamResponse:
-    document = request.app.get(keys.OPENAPI_DOCUMENT)
-    if document is None:
-        document = build_openapi(request.app[keys.API_SPECS])
-        request.app[keys.OPENAPI_DOCUMENT] = document
-    return json_ok(document)
+    return json_ok(request.app[keys.OPENAPI_DOCUMENT])

@@ -34,7 +34,8 @@ def principal_of(request: web.Request) -> Principal:
 def make_auth_middleware(auth: AuthService, public_routes: set[tuple[str, str]]) -> Middleware:
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/api/"):
+        # Unknown paths and methods fall through to their 404 / 405 JSON errors.
+        if not request.path.startswith("/api/") or request.match_info.http_exception:
             return await handler(request)
         resource = request.match_info.route.resource
         canonical = resource.canonical if resource is not None else request.path
