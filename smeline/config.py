@@ -6,13 +6,17 @@ The embedded default needs nothing: SQLite under ``./var``, no Redis, no Asteris
 from __future__ import annotations
 
 import os
-import tomllib
 from datetime import time
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 BUSINESS_TZ = "Asia/Shanghai"
 
@@ -85,6 +89,21 @@ class Settings(BaseSettings):
             previous = end
         return value
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = os.environ.get("SMELINE_CONFIG")
+        if path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
+        return tuple(sources)
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
@@ -95,17 +114,5 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read ``SMELINE_CONFIG`` (TOML) if set, then the environment, then ``overrides``."""
-    data: dict[str, Any] = {}
-    path = os.environ.get("SMELINE_CONFIG")
-    if path:
-        with open(path, "rb") as fh:
-            data.update(tomllib.load(fh))
-    data.update(overrides)
-    # Environment variables win over the file but not over explicit overrides.
-    env = Settings()
-    merged = {**data}
-    for name in Settings.model_fields:
-        if f"SMELINE_{name.upper()}" in os.environ and name not in overrides:
-            merged[name] = getattr(env, name)
-    return Settings(**merged)
+    """Explicit overrides, then ``SMELINE_*`` variables, then the TOML file ``SMELINE_CONFIG``."""
+    return Settings(**overrides)
