@@ -18,6 +18,7 @@ from smeline.bus import EventRegistry, make_bus
 from smeline.config import Settings
 from smeline.db import make_engine, make_sessionmaker
 from smeline.errors import error_middleware
+from smeline.notifications import http as notification_http
 from smeline.notifications.services import Outbox
 from smeline.openapi import build_openapi, openapi_handler
 from smeline.reference import http as reference_http
@@ -116,6 +117,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         ticket_http.routes,
         ticket_http.policy_routes,
         ticket_http.calendar_routes,
+        notification_http.routes,
     ]
     public = {(s.method, s.path) for table in route_tables for s in table.specs if s.public}
     public.add(("GET", "/api/openapi.json"))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from smeline.auth.models import User
 from smeline.notifications.models import Notification, NotificationStatus
@@ -68,3 +69,28 @@ class Outbox:
         )
         result = await db.execute(stmt)
         return int(getattr(result, "rowcount", 0) or 0)
+
+    @staticmethod
+    async def page(
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        recipient_user_id: int | None,
+        status: NotificationStatus | None,
+        channel: str | None,
+        limit: int,
+        before_id: int | None,
+    ) -> tuple[list[Notification], str | None]:
+        stmt = select(Notification).order_by(Notification.id.desc()).limit(limit + 1)
+        if recipient_user_id is not None:
+            stmt = stmt.where(Notification.recipient_user_id == recipient_user_id)
+        if status is not None:
+            stmt = stmt.where(Notification.status == status.value)
+        if channel is not None:
+            stmt = stmt.where(Notification.channel == channel)
+        if before_id is not None:
+            stmt = stmt.where(Notification.id < before_id)
+        async with sessionmaker() as db:
+            rows = list((await db.scalars(stmt)).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (str(rows[-1].id) if more and rows else None)
