@@ -19,6 +19,8 @@ from smeline.config import Settings
 from smeline.db import make_engine, make_sessionmaker
 from smeline.errors import error_middleware
 from smeline.notifications import http as notification_http
+from smeline.notifications.dispatcher import Dispatcher
+from smeline.notifications.senders import build_senders
 from smeline.notifications.services import Outbox
 from smeline.openapi import build_openapi, openapi_handler
 from smeline.reference import http as reference_http
@@ -110,6 +112,12 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         tick_seconds=settings.sla_tick_seconds,
     )
 
+    dispatcher = Dispatcher(
+        sessionmaker=sessionmaker,
+        senders=build_senders(settings),
+        max_attempts=settings.notification_max_attempts,
+    )
+
     route_tables = [
         meta_routes,
         auth_http.routes,
@@ -137,6 +145,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     app[keys.TICKETS] = tickets
     app[keys.SCHEDULER] = scheduler
     app[keys.OUTBOX] = outbox
+    app[keys.DISPATCHER] = dispatcher
     for table in route_tables:
         table.register(app)
     app.router.add_get("/api/openapi.json", openapi_handler)
@@ -150,6 +159,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         await bus.start()
         if background and settings.scheduler_enabled:
             scheduler.start()
+            dispatcher.start()
         logger.info(
             "smeline started database=%s redis=%s telephony=%s",
             "sqlite" if settings.is_sqlite else "postgresql",
@@ -158,6 +168,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         )
         yield
         await scheduler.stop()
+        await dispatcher.stop()
         await bus.close()
         await engine.dispose()
 

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     sms_gateway_url: str | None = None
     sms_gateway_key: str | None = None
     sms_signature: str = "梅州中小企业服务平台"
+    # smeline template id -> the gateway's approved template code
+    sms_template_codes: dict[str, str] = {}
 
     # Asterisk (issue 3); absent means telephony is not configured.
     ami_host: str | None = None

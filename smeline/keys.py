@@ -11,6 +11,7 @@ from smeline.api import API_SPECS
 from smeline.auth.services import AuthService, UserService
 from smeline.bus import EventBus, EventRegistry
 from smeline.config import Settings
+from smeline.notifications.dispatcher import Dispatcher
 from smeline.notifications.services import Outbox
 from smeline.reference.services import ReferenceService
 from smeline.ticketing.calendar_service import CalendarService
@@ -29,6 +30,7 @@ USERS = web.AppKey("user_service", UserService)
 TICKETS = web.AppKey("ticket_service", TicketService)
 SCHEDULER = web.AppKey("sla_scheduler", SlaScheduler)
 OUTBOX = web.AppKey("outbox", Outbox)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 OPENAPI_DOCUMENT = web.AppKey("openapi_document", dict[str, Any])
 
 __all__ = ["API_SPECS"]

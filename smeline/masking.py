@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-# Runs of 7+ digits (optionally +86 / separators inside) are treated as phone numbers.
-_PHONE_RE = re.compile(r"(?<!\d)(\+?\d[\d\- ]{5,}\d)(?!\d)")
+# Runs of 7+ digits (optionally +86 / separators inside) are treated as phone numbers;
+# a run next to '*' is already masked and is left alone.
+_PHONE_RE = re.compile(r"(?<![\d*])(\+?\d[\d\- ]{5,}\d)(?![\d*])")
 
 
 def mask_phone(phone: str | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from smeline import keys
 from tests.conftest import Api, ticket_payload
 
 
@@ -28,6 +29,14 @@ async def test_assignee_reads_the_assignment_notification_and_only_their_own(api
 
     status, page = await api.call("GET", "/api/notifications?everyone=true", supervisor)
     assert status == 200 and len(page["items"]) == 1
+    assert page["items"][0]["status"] == "pending"
+
+    # The service's own dispatcher (log sender by default) delivers it.
+    dispatcher = api.client.server.app[keys.DISPATCHER]  # type: ignore[union-attr]
+    result = await dispatcher.run_once()
+    assert result.sent == 1
+    status, page = await api.call("GET", "/api/notifications?status=sent", agent)
+    assert [n["template_id"] for n in page["items"]] == ["ticket_assigned"]
 
 
 async def test_notification_list_rejects_bad_queries(api: Api) -> None:
@@ -35,3 +44,13 @@ async def test_notification_list_rejects_bad_queries(api: Api) -> None:
         status, body = await api.call("GET", f"/api/notifications?{query}", api.admin)
         assert status == 422, query
         assert body["error"]["id"] == "validation_failed"
+
+
+def test_long_dedupe_keys_keep_one_row_per_channel() -> None:
+    from smeline.notifications.services import _row_key
+
+    long_key = "t1:" + "x" * 200
+    keys_ = {_row_key(long_key, c) for c in ("log", "smtp", "sms")}
+    assert len(keys_) == 3
+    assert all(len(k) <= 128 for k in keys_)
+    assert _row_key(long_key, "log") == _row_key(long_key, "log")

@@ -85,6 +85,8 @@ def test_phone_numbers_are_masked_to_the_last_four_digits() -> None:
         "caller 1380000**** and 0753234****"
     )
     assert mask_phones_in_text("ticket 42 on 2026") == "ticket 42 on 2026"
+    # Already masked text stays as it is.
+    assert mask_phones_in_text("caller 1380000****") == "caller 1380000****"
 
 
 def test_structured_log_lines_are_json_and_never_hold_a_full_phone_number(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -12,6 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from smeline.auth.models import User
 from smeline.notifications.models import Notification, NotificationStatus
 from smeline.notifications.templates import render
+
+
+def _row_key(dedupe_key: str, channel: str) -> str:
+    # Long causes are hashed rather than cut, so the channel suffix always survives.
+    if len(dedupe_key) > 100:
+        dedupe_key = "sha256:" + hashlib.sha256(dedupe_key.encode()).hexdigest()
+    return f"{dedupe_key}:{channel}"
 
 
 class Outbox:
@@ -45,7 +53,7 @@ class Outbox:
         subject, body = render(template_id, params)
         rows = [
             {
-                "dedupe_key": f"{dedupe_key}:{channel}"[:128],
+                "dedupe_key": _row_key(dedupe_key, channel),
                 "channel": channel,
                 "recipient_user_id": recipient.id,
                 "address": address,
