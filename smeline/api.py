@@ -10,15 +10,19 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from smeline.errors import BadRequest, NotFound, ValidationFailed, validation_details
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# Ids are PostgreSQL bigints: a larger number would only fail later, in the database driver.
+RowId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 class Schema(BaseModel):
@@ -117,17 +121,21 @@ class ApiRoutes:
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
     if request.content_type != "application/json":
-        raise BadRequest("Content-Type must be application/json", error_id="unsupported_media_type")
+        raise BadRequest(
+            "Content-Type must be application/json", error_id="unsupported_media_type", status=415
+        )
     raw = await request.read()
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: a body of nothing but "[[[[…" nests deeper than the parser goes.
         raise BadRequest("Body is not valid JSON", error_id="invalid_json") from exc
     if not isinstance(data, dict):
         raise ValidationFailed(
             "Body must be a JSON object",
             details=[{"field": "", "type": "object_type", "message": "expected an object"}],
         )
+    _refuse_nul(data)
     try:
         # JSON-mode validation: strict about types, yet ISO dates and enum
         # values arrive as strings as JSON has them.
@@ -141,10 +149,27 @@ def parse_query(request: web.Request, model: type[M]) -> M:
     for key in request.query:
         values = request.query.getall(key)
         data[key] = values if len(values) > 1 else values[0]
+    _refuse_nul(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ValidationFailed("Query is not valid", details=validation_details(exc)) from exc
+
+
+def _refuse_nul(data: dict[str, Any]) -> None:
+    """PostgreSQL text cannot hold NUL, and no honest client sends one: refuse it up front."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}", v) for i, v in enumerate(value))
+        elif isinstance(value, str) and "\x00" in value:
+            raise ValidationFailed(
+                "Text may not contain NUL characters",
+                details=[{"field": path, "type": "nul_character", "message": "contains NUL"}],
+            )
 
 
 def path_int(request: web.Request, name: str) -> int:

@@ -40,7 +40,16 @@ async def test_assignee_reads_the_assignment_notification_and_only_their_own(api
 
 
 async def test_notification_list_rejects_bad_queries(api: Api) -> None:
-    for query in ("limit=0", "limit=x", "status=lost", "cursor=-1", "color=red"):
+    huge = "9" * 25
+    for query in (
+        "limit=0",
+        "limit=x",
+        "status=lost",
+        "cursor=-1",
+        "color=red",
+        f"cursor={huge}",
+        f"recipient_user_id={huge}",
+    ):
         status, body = await api.call("GET", f"/api/notifications?{query}", api.admin)
         assert status == 422, query
         assert body["error"]["id"] == "validation_failed"
@@ -54,3 +63,11 @@ def test_long_dedupe_keys_keep_one_row_per_channel() -> None:
     assert len(keys_) == 3
     assert all(len(k) <= 128 for k in keys_)
     assert _row_key(long_key, "log") == _row_key(long_key, "log")
+
+
+async def test_a_county_admin_reads_only_their_own_notifications(api: Api) -> None:
+    county_admin = await api.user("county_admin", county_code="441481")
+    status, body = await api.call("GET", "/api/notifications?everyone=true", county_admin)
+    assert status == 403 and body["error"]["id"] == "permission_denied"
+    status, _ = await api.call("GET", "/api/notifications", county_admin)
+    assert status == 200

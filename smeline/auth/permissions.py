@@ -37,7 +37,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.SUPERVISOR: frozenset(
         _STAFF_WORK | {Permission.TICKETS_READ_ALL, Permission.NOTIFICATIONS_READ}
     ),
-    Role.COUNTY_ADMIN: frozenset(_STAFF_WORK | {Permission.NOTIFICATIONS_READ}),
+    Role.COUNTY_ADMIN: frozenset(_STAFF_WORK),
     Role.AGENT: frozenset(_STAFF_WORK),
     # Experts and agencies work on what is handed to them; they do not need the SME's number.
     Role.EXPERT: frozenset({Permission.TICKETS_READ, Permission.TICKETS_WORK}),

@@ -18,8 +18,11 @@ Phone = Annotated[str, StringConstraints(min_length=3, max_length=32, pattern=r"
 Email = Annotated[
     str, StringConstraints(max_length=254, pattern=r"^[^@\s<>\"']+@[^@\s<>\"']+\.[^@\s<>\"']+$")
 ]
-Password = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-NewPassword = Annotated[str, StringConstraints(min_length=10, max_length=256)]
+# Passwords are taken exactly as typed: no whitespace stripping.
+Password = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=False)]
+NewPassword = Annotated[
+    str, StringConstraints(min_length=10, max_length=256, strip_whitespace=False)
+]
 
 
 class LoginIn(Schema):

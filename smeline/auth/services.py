@@ -170,7 +170,10 @@ class AuthService:
 
     @staticmethod
     def csrf_matches(expected: str, given: str | None) -> bool:
-        return given is not None and hmac.compare_digest(expected, given)
+        # compare_digest raises on str with non-ASCII characters; bytes compare fine.
+        return given is not None and hmac.compare_digest(
+            expected.encode(), given.encode("utf-8", "surrogateescape")
+        )
 
 
 def _field_error(field: str, kind: str, message: str | None = None) -> dict[str, str]:
@@ -318,8 +321,9 @@ class UserService:
                 )
             return None, window_code
         if county_code is not None or window_code is not None:
+            field = "county_code" if county_code is not None else "window_code"
             raise ValidationFailed(
                 f"Role {role.value} has no county or window",
-                details=[_field_error("county_code", "not_allowed")],
+                details=[_field_error(field, "not_allowed")],
             )
         return None, None

@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import Field
 
 from smeline import keys
-from smeline.api import ApiRoutes, Out, QuerySchema, json_ok, parse_query
+from smeline.api import ApiRoutes, Out, QuerySchema, RowId, json_ok, parse_query
 from smeline.auth.middleware import principal_of
 from smeline.auth.permissions import Permission
 from smeline.errors import Forbidden
@@ -39,13 +39,13 @@ class NotificationPageOut(Out):
 
 class NotificationQuery(QuerySchema):
     status: NotificationStatus | None = None
-    recipient_user_id: int | None = Field(
-        default=None, ge=1, description="Defaults to me; others need notifications.read"
+    recipient_user_id: RowId | None = Field(
+        default=None, description="Defaults to me; others need notifications.read"
     )
     everyone: bool = Field(default=False, description="All recipients (notifications.read)")
     channel: str | None = Field(default=None, max_length=10)
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: int | None = Field(default=None, ge=1)
+    cursor: RowId | None = None
 
 
 @routes.get(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator
 
-from smeline.api import Out, QuerySchema, Schema
+from smeline.api import Out, QuerySchema, RowId, Schema
 from smeline.ticketing.credit_code import normalise_credit_code
 from smeline.ticketing.models import (
     CommentKind,
@@ -57,7 +57,7 @@ class TicketCreateIn(Schema):
     contact_phone: Phone | None = None
     contact_email: Email | None = None
     links: Annotated[list[Link], Field(max_length=20)] = []
-    assignee_id: int | None = Field(default=None, ge=1)
+    assignee_id: RowId | None = None
 
     @field_validator("credit_code")
     @classmethod
@@ -89,8 +89,8 @@ class TicketUpdateIn(Schema):
 class ActionIn(Schema):
     action: Action
     note: Note | None = None
-    assignee_id: int | None = Field(default=None, ge=1, description="assign")
-    to_user_id: int | None = Field(default=None, ge=1, description="transfer")
+    assignee_id: RowId | None = Field(default=None, description="assign")
+    to_user_id: RowId | None = Field(default=None, description="transfer")
     resolution: Annotated[str, StringConstraints(min_length=1, max_length=20_000)] | None = Field(
         default=None, description="resolve"
     )
@@ -102,7 +102,7 @@ class CommentIn(Schema):
 
 
 class ShareIn(Schema):
-    user_id: int | None = Field(default=None, ge=1)
+    user_id: RowId | None = None
     county_code: CountyCode | None = None
 
 
@@ -199,12 +199,13 @@ class TicketListQuery(QuerySchema):
     county_code: CountyCode | None = None
     window_code: Code | None = None
     category_code: Code | None = None
-    assignee_id: int | None = Field(default=None, ge=1)
+    assignee_id: RowId | None = None
     sla_state: SlaState | None = None
     priority: Priority | None = None
     due_before: datetime | None = Field(default=None, description="Resolution due before")
-    created_from: date | None = None
-    created_to: date | None = None
+    # Bounded so that a Beijing day, made a UTC range, stays a representable datetime.
+    created_from: date | None = Field(default=None, ge=date(1900, 1, 1), le=date(9998, 12, 31))
+    created_to: date | None = Field(default=None, ge=date(1900, 1, 1), le=date(9998, 12, 31))
     q: Annotated[str, StringConstraints(max_length=100)] | None = Field(
         default=None, description="Number, short reference or phone"
     )
@@ -214,8 +215,14 @@ class TicketListQuery(QuerySchema):
     @field_validator("due_before")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             raise ValueError("must include a time zone offset")
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("out of range once in UTC") from None
         return value
 
 

@@ -541,7 +541,7 @@ class TicketService:
                 options.append(Ticket.contact_phone == term)
             stmt = stmt.where(or_(*options))
         if q.cursor is not None:
-            if not q.cursor.isdigit():
+            if not q.cursor.isascii() or not q.cursor.isdigit() or len(q.cursor) > 18:
                 raise ValidationFailed(
                     "Bad cursor", details=_field_error("cursor", "invalid", "not a cursor")
                 )

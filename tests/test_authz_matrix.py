@@ -1,0 +1,522 @@
+"""Who may call what: every role × every registered endpoint, and county scoping.
+
+The expectations are written out by hand below, from what each role is for (see
+DESIGN.md), not computed from ``smeline.auth.permissions``: a change there that
+widens or narrows a role has to change this table too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import pytest
+
+from smeline import keys
+from tests.conftest import STRONG_PASSWORD, Actor, Api, ticket_payload
+
+ROLES = ("admin", "county_admin", "supervisor", "agent", "expert", "agency", "editor", "analyst")
+
+EVERYONE = frozenset(ROLES)
+ADMIN = frozenset({"admin"})
+# The service desk: they open, change and share work orders and see full phone numbers.
+DESK = frozenset({"admin", "county_admin", "supervisor", "agent"})
+# Experts and agencies work on what is handed to them; analysts only read.
+WORKERS = DESK | {"expert", "agency"}
+READERS = WORKERS | {"analyst"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    allowed: frozenset[str]
+    status: int  # on success
+    public: bool = False
+
+
+EXPECTED: dict[tuple[str, str], Rule] = {
+    ("GET", "/api/health"): Rule(EVERYONE, 200, public=True),
+    ("POST", "/api/auth/login"): Rule(EVERYONE, 200, public=True),
+    ("POST", "/api/auth/logout"): Rule(EVERYONE, 204),
+    ("GET", "/api/auth/me"): Rule(EVERYONE, 200),
+    ("POST", "/api/auth/password"): Rule(EVERYONE, 204),
+    ("GET", "/api/users"): Rule(DESK, 200),
+    ("POST", "/api/users"): Rule(ADMIN, 201),
+    ("GET", "/api/users/{user_id}"): Rule(DESK, 200),
+    ("PATCH", "/api/users/{user_id}"): Rule(ADMIN, 200),
+    ("POST", "/api/users/{user_id}/reset-password"): Rule(ADMIN, 200),
+    ("GET", "/api/reference"): Rule(EVERYONE, 200),
+    ("POST", "/api/tickets"): Rule(DESK, 201),
+    ("GET", "/api/tickets"): Rule(READERS, 200),
+    ("GET", "/api/tickets/by-ref/{ref}"): Rule(READERS, 200),
+    ("GET", "/api/tickets/{ticket_id}"): Rule(READERS, 200),
+    ("PATCH", "/api/tickets/{ticket_id}"): Rule(DESK, 200),
+    ("POST", "/api/tickets/{ticket_id}/actions"): Rule(WORKERS, 200),
+    ("GET", "/api/tickets/{ticket_id}/history"): Rule(READERS, 200),
+    ("GET", "/api/tickets/{ticket_id}/comments"): Rule(READERS, 200),
+    ("POST", "/api/tickets/{ticket_id}/comments"): Rule(WORKERS, 201),
+    ("POST", "/api/tickets/{ticket_id}/shares"): Rule(DESK, 201),
+    ("GET", "/api/sla/policies"): Rule(READERS, 200),
+    ("PUT", "/api/sla/policies"): Rule(ADMIN, 200),
+    ("GET", "/api/calendar"): Rule(EVERYONE, 200),
+    ("PUT", "/api/calendar/overrides/{day}"): Rule(ADMIN, 204),
+    ("DELETE", "/api/calendar/overrides/{day}"): Rule(ADMIN, 204),
+    ("POST", "/api/calendar/years/{year}/confirm"): Rule(ADMIN, 204),
+    ("GET", "/api/notifications"): Rule(EVERYONE, 200),  # one's own
+}
+
+PLACEMENT: dict[str, dict[str, str]] = {
+    "county_admin": {"county_code": "441481"},
+    "agent": {"window_code": "xingning"},
+}
+
+
+async def new_actor(api: Api, role: str) -> Actor:
+    return await api.user(role, **PLACEMENT.get(role, {}))
+
+
+# --- building a request each role is entitled to, except for its role ----------------
+
+
+@dataclass
+class Req:
+    path: str
+    json: Any = None
+    as_fresh_user: bool = False  # the call ends or changes the session: use a throwaway user
+
+
+@dataclass
+class World:
+    api: Api
+    role: str | None  # None: no token at all
+    actor: Actor | None
+    staff: Actor  # an account the user endpoints act on
+    _n: int = field(default=0)
+
+    async def ticket(self) -> dict[str, Any]:
+        """A 兴宁 work order in the actor's scope; experts and agencies get it handed over."""
+        api = self.api
+        status, ticket = await api.call("POST", "/api/tickets", api.admin, json=ticket_payload())
+        assert status == 201, ticket
+        if self.role in ("expert", "agency"):
+            assert self.actor is not None
+            status, ticket = await api.call(
+                "POST",
+                f"/api/tickets/{ticket['id']}/actions",
+                api.admin,
+                json={"action": "transfer", "to_user_id": self.actor.id},
+            )
+            assert status == 200, ticket
+        return ticket
+
+    def unique(self) -> int:
+        self._n += 1
+        return self._n
+
+
+Builder = Callable[[World], Awaitable[Req]]
+
+
+async def _health(w: World) -> Req:
+    return Req("/api/health")
+
+
+async def _login(w: World) -> Req:
+    user = w.actor or w.api.admin
+    assert user is not None
+    return Req("/api/auth/login", {"username": user.username, "password": STRONG_PASSWORD})
+
+
+async def _logout(w: World) -> Req:
+    return Req("/api/auth/logout", as_fresh_user=True)
+
+
+async def _me(w: World) -> Req:
+    return Req("/api/auth/me")
+
+
+async def _password(w: World) -> Req:
+    return Req(
+        "/api/auth/password",
+        {"current_password": STRONG_PASSWORD, "new_password": "Hakka-tea-9931"},
+        as_fresh_user=True,
+    )
+
+
+async def _users(w: World) -> Req:
+    return Req("/api/users")
+
+
+async def _create_user(w: World) -> Req:
+    name = f"made-{w.unique()}"
+    return Req("/api/users", {"username": name, "display_name": "新同事", "role": "analyst"})
+
+
+async def _user(w: World) -> Req:
+    return Req(f"/api/users/{w.staff.id}")
+
+
+async def _update_user(w: World) -> Req:
+    return Req(f"/api/users/{w.staff.id}", {"display_name": "兴宁坐席（改）"})
+
+
+async def _reset_password(w: World) -> Req:
+    return Req(f"/api/users/{w.staff.id}/reset-password")
+
+
+async def _reference(w: World) -> Req:
+    return Req("/api/reference")
+
+
+async def _create_ticket(w: World) -> Req:
+    return Req("/api/tickets", ticket_payload())
+
+
+async def _tickets(w: World) -> Req:
+    await w.ticket()
+    return Req("/api/tickets")
+
+
+async def _ticket_by_ref(w: World) -> Req:
+    return Req(f"/api/tickets/by-ref/{(await w.ticket())['short_ref']}")
+
+
+async def _ticket(w: World) -> Req:
+    return Req(f"/api/tickets/{(await w.ticket())['id']}")
+
+
+async def _update_ticket(w: World) -> Req:
+    return Req(f"/api/tickets/{(await w.ticket())['id']}", {"priority": "high"})
+
+
+async def _act(w: World) -> Req:
+    return Req(f"/api/tickets/{(await w.ticket())['id']}/actions", {"action": "start"})
+
+
+async def _history(w: World) -> Req:
+    return Req(f"/api/tickets/{(await w.ticket())['id']}/history")
+
+
+async def _comments(w: World) -> Req:
+    return Req(f"/api/tickets/{(await w.ticket())['id']}/comments")
+
+
+async def _comment(w: World) -> Req:
+    return Req(
+        f"/api/tickets/{(await w.ticket())['id']}/comments",
+        {"kind": "note", "body": "已电话联系企业"},
+    )
+
+
+async def _share(w: World) -> Req:
+    return Req(f"/api/tickets/{(await w.ticket())['id']}/shares", {"county_code": "441402"})
+
+
+async def _policies(w: World) -> Req:
+    return Req("/api/sla/policies")
+
+
+async def _put_policy(w: World) -> Req:
+    return Req(
+        "/api/sla/policies",
+        {
+            "category_code": "legal",
+            "priority": "low",
+            "first_response_min": 60,
+            "resolution_min": 600,
+            "handoff_min": 300,
+        },
+    )
+
+
+async def _calendar(w: World) -> Req:
+    return Req("/api/calendar")
+
+
+async def _put_override(w: World) -> Req:
+    return Req("/api/calendar/overrides/2031-05-06", {"is_workday": False, "note": "调休"})
+
+
+async def _delete_override(w: World) -> Req:
+    status, body = await w.api.call(
+        "PUT", "/api/calendar/overrides/2031-05-07", w.api.admin, json={"is_workday": False}
+    )
+    assert status == 204, body
+    return Req("/api/calendar/overrides/2031-05-07")
+
+
+async def _confirm_year(w: World) -> Req:
+    return Req("/api/calendar/years/2031/confirm")
+
+
+async def _notifications(w: World) -> Req:
+    return Req("/api/notifications")
+
+
+BUILDERS: dict[tuple[str, str], Builder] = {
+    ("GET", "/api/health"): _health,
+    ("POST", "/api/auth/login"): _login,
+    ("POST", "/api/auth/logout"): _logout,
+    ("GET", "/api/auth/me"): _me,
+    ("POST", "/api/auth/password"): _password,
+    ("GET", "/api/users"): _users,
+    ("POST", "/api/users"): _create_user,
+    ("GET", "/api/users/{user_id}"): _user,
+    ("PATCH", "/api/users/{user_id}"): _update_user,
+    ("POST", "/api/users/{user_id}/reset-password"): _reset_password,
+    ("GET", "/api/reference"): _reference,
+    ("POST", "/api/tickets"): _create_ticket,
+    ("GET", "/api/tickets"): _tickets,
+    ("GET", "/api/tickets/by-ref/{ref}"): _ticket_by_ref,
+    ("GET", "/api/tickets/{ticket_id}"): _ticket,
+    ("PATCH", "/api/tickets/{ticket_id}"): _update_ticket,
+    ("POST", "/api/tickets/{ticket_id}/actions"): _act,
+    ("GET", "/api/tickets/{ticket_id}/history"): _history,
+    ("GET", "/api/tickets/{ticket_id}/comments"): _comments,
+    ("POST", "/api/tickets/{ticket_id}/comments"): _comment,
+    ("POST", "/api/tickets/{ticket_id}/shares"): _share,
+    ("GET", "/api/sla/policies"): _policies,
+    ("PUT", "/api/sla/policies"): _put_policy,
+    ("GET", "/api/calendar"): _calendar,
+    ("PUT", "/api/calendar/overrides/{day}"): _put_override,
+    ("DELETE", "/api/calendar/overrides/{day}"): _delete_override,
+    ("POST", "/api/calendar/years/{year}/confirm"): _confirm_year,
+    ("GET", "/api/notifications"): _notifications,
+}
+
+
+async def row_counts(api: Api) -> dict[str, int]:
+    url = api.client.server.app[keys.SETTINGS].database_url.replace(
+        "postgresql+asyncpg", "postgresql"
+    )
+    conn = await asyncpg.connect(url)
+    try:
+        tables = [
+            r["tablename"]
+            for r in await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> 'alembic_version' ORDER BY tablename"
+            )
+        ]
+        counts = {}
+        for table in tables:
+            counts[table] = await conn.fetchval(f'SELECT count(*) FROM "{table}"')  # noqa: S608
+        return counts
+    finally:
+        await conn.close()
+
+
+async def test_every_registered_endpoint_has_an_expectation_and_a_request(api: Api) -> None:
+    registered = {(s.method, s.path) for s in api.client.server.app[keys.API_SPECS]}
+    assert registered - EXPECTED.keys() == set(), "endpoints without an expectation"
+    assert EXPECTED.keys() - registered == set(), "expectations of endpoints that are gone"
+    assert BUILDERS.keys() == EXPECTED.keys()
+    public = {(s.method, s.path) for s in api.client.server.app[keys.API_SPECS] if s.public}
+    assert public == {k for k, rule in EXPECTED.items() if rule.public}
+
+
+@pytest.mark.parametrize("role", [*ROLES, None], ids=[*ROLES, "no_token"])
+async def test_each_role_reaches_exactly_the_endpoints_of_the_matrix(
+    api: Api, role: str | None
+) -> None:
+    actor = await new_actor(api, role) if role else None
+    staff = await new_actor(api, "agent")
+    world = World(api=api, role=role, actor=actor, staff=staff)
+    mismatches = []
+    for spec in api.client.server.app[keys.API_SPECS]:
+        key = (spec.method, spec.path)
+        rule = EXPECTED.get(key)
+        builder = BUILDERS.get(key)
+        if rule is None or builder is None:
+            mismatches.append(f"{key}: no expectation in the matrix")
+            continue
+        req = await builder(world)
+        caller = actor
+        if req.as_fresh_user and role is not None:
+            caller = await new_actor(api, role)
+        if role is None:
+            expected = rule.status if rule.public else 401
+        else:
+            expected = rule.status if role in rule.allowed else 403
+        before = await row_counts(api) if spec.method != "GET" and expected >= 400 else None
+        # The client keeps cookies from earlier logins; only the bearer header may count.
+        api.client.session.cookie_jar.clear()
+        status, body = await api.call(spec.method, req.path, caller, json=req.json)
+        if status != expected:
+            mismatches.append(f"{key}: expected {expected}, got {status} {body}")
+            continue
+        if status >= 400:
+            assert set(body) == {"error"} and {"id", "message"} <= set(body["error"]), body
+            if status == 401:
+                assert body["error"]["id"] == "not_authenticated", body
+        if before is not None:
+            assert await row_counts(api) == before, f"{key} refused yet changed the database"
+    assert not mismatches, "\n".join(mismatches)
+
+
+# --- county scoping ---------------------------------------------------------------------
+
+
+async def _open(api: Api, county_code: str) -> dict[str, Any]:
+    status, ticket = await api.call(
+        "POST", "/api/tickets", api.admin, json=ticket_payload(county_code=county_code)
+    )
+    assert status == 201, ticket
+    return ticket
+
+
+async def _listed(api: Api, actor: Actor) -> set[int]:
+    status, page = await api.call("GET", "/api/tickets", actor)
+    assert status == 200, page
+    return {t["id"] for t in page["items"]}
+
+
+async def _sees(api: Api, actor: Actor, ticket_id: int) -> bool:
+    status, body = await api.call("GET", f"/api/tickets/{ticket_id}", actor)
+    assert status in (200, 404), body
+    history_status, _ = await api.call("GET", f"/api/tickets/{ticket_id}/history", actor)
+    comments_status, _ = await api.call("GET", f"/api/tickets/{ticket_id}/comments", actor)
+    # One answer for the work order and everything under it.
+    assert history_status == comments_status == status
+    return status == 200
+
+
+async def test_xingning_county_admin_and_agent_see_only_xingning_work_orders(api: Api) -> None:
+    xingning = await _open(api, "441481")
+    meijiang = await _open(api, "441402")
+    county_admin = await api.user("county_admin", county_code="441481")
+    agent = await api.user("agent", window_code="xingning")
+    for actor in (county_admin, agent):
+        assert await _listed(api, actor) == {xingning["id"]}
+        assert await _sees(api, actor, xingning["id"])
+        assert not await _sees(api, actor, meijiang["id"])
+        status, body = await api.call("GET", f"/api/tickets/by-ref/{meijiang['short_ref']}", actor)
+        assert status == 404, body
+        status, body = await api.call(
+            "GET", "/api/tickets", actor, params={"county_code": "441402"}
+        )
+        assert status == 200 and body["items"] == []
+
+
+async def test_work_orders_of_other_counties_cannot_be_changed_either(api: Api) -> None:
+    meijiang = await _open(api, "441402")
+    agent = await api.user("agent", window_code="xingning")
+    before = await row_counts(api)
+    path = f"/api/tickets/{meijiang['id']}"
+    for method, sub, payload in (
+        ("PATCH", "", {"priority": "high"}),
+        ("POST", "/actions", {"action": "start"}),
+        ("POST", "/comments", {"kind": "note", "body": "越权"}),
+        ("POST", "/shares", {"county_code": "441481"}),
+    ):
+        status, body = await api.call(method, path + sub, agent, json=payload)
+        assert status == 404, (method, sub, body)
+        assert body["error"]["id"] == "ticket_not_found"
+    assert await row_counts(api) == before
+
+
+async def test_sharing_with_a_user_makes_a_work_order_visible_to_that_user_only(
+    api: Api,
+) -> None:
+    meijiang = await _open(api, "441402")
+    agent = await api.user("agent", window_code="xingning")
+    other_agent = await api.user("agent", window_code="xingning")
+    county_admin = await api.user("county_admin", county_code="441481")
+    status, share = await api.call(
+        "POST", f"/api/tickets/{meijiang['id']}/shares", api.admin, json={"user_id": agent.id}
+    )
+    assert status == 201, share
+    assert await _sees(api, agent, meijiang["id"])
+    assert meijiang["id"] in await _listed(api, agent)
+    for outsider in (other_agent, county_admin):
+        assert not await _sees(api, outsider, meijiang["id"])
+        assert meijiang["id"] not in await _listed(api, outsider)
+
+
+async def test_sharing_with_a_county_makes_a_work_order_visible_to_that_county(
+    api: Api,
+) -> None:
+    meijiang = await _open(api, "441402")
+    county_admin = await api.user("county_admin", county_code="441481")
+    agent = await api.user("agent", window_code="xingning")
+    pingyuan_admin = await api.user("county_admin", county_code="441426")
+    status, share = await api.call(
+        "POST",
+        f"/api/tickets/{meijiang['id']}/shares",
+        api.admin,
+        json={"county_code": "441481"},
+    )
+    assert status == 201, share
+    for insider in (county_admin, agent):
+        assert await _sees(api, insider, meijiang["id"])
+        assert meijiang["id"] in await _listed(api, insider)
+    assert not await _sees(api, pingyuan_admin, meijiang["id"])
+
+
+async def test_expert_and_agency_see_only_what_was_transferred_to_them(api: Api) -> None:
+    first = await _open(api, "441481")
+    second = await _open(api, "441402")
+    expert = await api.user("expert")
+    agency = await api.user("agency")
+    for actor in (expert, agency):
+        assert await _listed(api, actor) == set()
+        assert not await _sees(api, actor, first["id"])
+    status, body = await api.call(
+        "POST",
+        f"/api/tickets/{first['id']}/actions",
+        api.admin,
+        json={"action": "transfer", "to_user_id": expert.id},
+    )
+    assert status == 200, body
+    assert await _listed(api, expert) == {first["id"]}
+    assert await _sees(api, expert, first["id"])
+    assert not await _sees(api, expert, second["id"])
+    assert await _listed(api, agency) == set()
+    assert not await _sees(api, agency, first["id"])
+
+
+async def test_analyst_sees_every_county(api: Api) -> None:
+    tickets = [await _open(api, code) for code in ("441481", "441402", "441424")]
+    analyst = await api.user("analyst")
+    supervisor = await api.user("supervisor")
+    for actor in (analyst, supervisor):
+        assert await _listed(api, actor) == {t["id"] for t in tickets}
+        for ticket in tickets:
+            assert await _sees(api, actor, ticket["id"])
+
+
+@pytest.mark.parametrize(
+    ("role", "phone"),
+    [
+        ("admin", "13800001234"),
+        ("supervisor", "13800001234"),
+        ("county_admin", "13800001234"),
+        ("agent", "13800001234"),
+        ("expert", "1380000****"),
+        ("agency", "1380000****"),
+        ("analyst", "1380000****"),
+    ],
+)
+async def test_phone_numbers_are_shown_in_full_only_to_the_desk(
+    api: Api, role: str, phone: str
+) -> None:
+    ticket = await _open(api, "441481")
+    actor = await new_actor(api, role)
+    if role in ("expert", "agency"):
+        status, body = await api.call(
+            "POST",
+            f"/api/tickets/{ticket['id']}/actions",
+            api.admin,
+            json={"action": "transfer", "to_user_id": actor.id},
+        )
+        assert status == 200, body
+    status, one = await api.call("GET", f"/api/tickets/{ticket['id']}", actor)
+    assert status == 200, one
+    assert one["contact_phone"] == phone
+    status, page = await api.call("GET", "/api/tickets", actor)
+    assert [t["contact_phone"] for t in page["items"]] == [phone]
+    # Searching by the full number must not confirm it to a role that sees it masked.
+    status, found = await api.call("GET", "/api/tickets", actor, params={"q": "13800001234"})
+    assert status == 200
+    assert len(found["items"]) == (1 if phone == "13800001234" else 0)
