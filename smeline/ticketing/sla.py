@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from smeline.ticketing.calendar import BusinessCalendar
-from smeline.ticketing.models import OPEN_STATUSES, Handoff, SlaState, Ticket
+from smeline.ticketing.models import OPEN_STATUSES, Handoff, SlaState, Ticket, TicketStatus
 
 
 class Clock(StrEnum):
@@ -49,6 +49,20 @@ class DueEvent:
     clock: Clock
     level: Level
     due_at: datetime
+
+
+def _reached(instant: datetime | None, reached: bool, now: datetime) -> datetime | None:
+    if not reached:
+        return None
+    return instant if instant is not None and instant <= now else now
+
+
+def _placed(
+    current: datetime | None, cal: BusinessCalendar, since: datetime, remaining: timedelta
+) -> datetime:
+    if remaining <= timedelta(0) and current is not None and current <= since:
+        return current
+    return cal.add_business_time(since, remaining)
 
 
 class SlaRules:
@@ -82,6 +96,16 @@ class SlaRules:
         )
         if t.resolution_running_since is not None:
             self._place_resolution(t, cal, t.resolution_running_since)
+        elif t.status == TicketStatus.WAITING_CUSTOMER:
+            self._freeze_resolution(t, now)
+        # A warning raised under the old target no longer holds once the new warning time
+        # lies ahead (e.g. urgent lowered to normal). Breaches stay: they are sticky. The
+        # warning's event key is taken, so reaching the new warning time raises nothing twice.
+        if t.first_response_warned and now < t.first_response_warning_at:
+            t.first_response_warned = False
+        warning_at = t.resolution_warning_at
+        if t.resolution_warned and (warning_at is None or now < warning_at):
+            t.resolution_warned = False
         self.refresh(t, now)
 
     def first_response(self, t: Ticket, now: datetime) -> bool:
@@ -95,9 +119,25 @@ class SlaRules:
 
     def pause(self, t: Ticket, cal: BusinessCalendar, now: datetime) -> None:
         self._stop_resolution(t, cal, now)
-        t.resolution_due_at = None
-        t.resolution_warning_at = None
+        self._freeze_resolution(t, now)
         self.refresh(t, now)
+
+    def _freeze_resolution(self, t: Ticket, now: datetime) -> None:
+        """While paused, only deadlines already reached keep their instant.
+
+        A deadline reached just before the pause may not have been raised yet (the
+        scheduler runs every second or so, and not at all while it is down): it stays
+        pending so the scheduler still raises it, and the work order reads as overdue
+        while it waits for the customer.
+        """
+        used = timedelta(seconds=t.resolution_elapsed_s)
+        target = timedelta(minutes=t.resolution_target_min)
+        t.resolution_due_at = _reached(t.resolution_due_at, used >= target, now)
+        t.resolution_warning_at = _reached(
+            t.resolution_warning_at,
+            used >= self._warning_offset(t.resolution_target_min),
+            now,
+        )
 
     def resume(self, t: Ticket, cal: BusinessCalendar, now: datetime) -> None:
         if t.resolution_running_since is not None:
@@ -124,8 +164,10 @@ class SlaRules:
         used = timedelta(seconds=t.resolution_elapsed_s)
         remaining = timedelta(minutes=t.resolution_target_min) - used
         warn_remaining = self._warning_offset(t.resolution_target_min) - used
-        t.resolution_due_at = cal.add_business_time(since, remaining)
-        t.resolution_warning_at = cal.add_business_time(since, warn_remaining)
+        # A deadline already reached before ``since`` keeps its instant rather than
+        # moving to ``since`` (which is all the arithmetic can say for time used up).
+        t.resolution_due_at = _placed(t.resolution_due_at, cal, since, remaining)
+        t.resolution_warning_at = _placed(t.resolution_warning_at, cal, since, warn_remaining)
 
     def pending(self, t: Ticket) -> list[DueEvent]:
         """Events not yet raised, in time order."""
@@ -137,7 +179,7 @@ class SlaRules:
                 )
             if not t.first_response_breached:
                 out.append(DueEvent(Clock.FIRST_RESPONSE, Level.BREACH, t.first_response_due_at))
-        if t.resolution_running_since is not None and t.resolution_due_at is not None:
+        if self._resolution_open(t) and t.resolution_due_at is not None:
             if (
                 not t.resolution_warned
                 and not t.resolution_breached
@@ -153,6 +195,11 @@ class SlaRules:
     def _first_response_open(t: Ticket) -> bool:
         # The clock does not pause for waiting_customer; it ends with the work order.
         return t.first_response_at is None and t.status in OPEN_STATUSES
+
+    @staticmethod
+    def _resolution_open(t: Ticket) -> bool:
+        """Running, or paused in waiting_customer (then only reached deadlines are set)."""
+        return t.resolution_running_since is not None or t.status == TicketStatus.WAITING_CUSTOMER
 
     def take_due(self, t: Ticket, now: datetime) -> list[DueEvent]:
         """Marks and returns the events whose time has come."""
@@ -176,15 +223,25 @@ class SlaRules:
         t.sla_state = self.state(t, now)
 
     def state(self, t: Ticket, now: datetime) -> SlaState:
+        """As of ``now``: a deadline that has passed reads as breached before the
+        scheduler has raised it, just as a warning time that has passed reads as warning."""
         if t.first_response_breached or t.resolution_breached:
             return SlaState.BREACHED
-        if self._first_response_open(t) and (
-            t.first_response_warned or now >= t.first_response_warning_at
+        first_open = self._first_response_open(t)
+        resolution_open = self._resolution_open(t)
+        due_at, warning_at = t.resolution_due_at, t.resolution_warning_at
+        if (first_open and now >= t.first_response_due_at) or (
+            resolution_open and due_at is not None and now >= due_at
+        ):
+            return SlaState.BREACHED
+        if first_open and (t.first_response_warned or now >= t.first_response_warning_at):
+            return SlaState.WARNING
+        if (
+            resolution_open
+            and warning_at is not None
+            and (t.resolution_warned or now >= warning_at)
         ):
             return SlaState.WARNING
-        if t.resolution_running_since is not None and t.resolution_warning_at is not None:
-            if t.resolution_warned or now >= t.resolution_warning_at:
-                return SlaState.WARNING
         return SlaState.OK
 
     # --- handoff --------------------------------------------------------------------
