@@ -679,3 +679,18 @@ def test_pause_with_sub_second_instants_loses_less_than_a_second_per_pause() -> 
         RULES.resume(ticket, CAL, now)
     running = 5 * timedelta(minutes=7, microseconds=600_000)
     assert running - timedelta(seconds=5) < consumed(ticket, now) <= running
+
+
+async def test_an_overdue_handoff_reads_as_breached_before_any_scheduler_tick(api: Api) -> None:
+    expert = await api.user("expert")
+    p = await principal(api, api.admin)
+    opened = bj(2025, 11, 3, 9, 0)  # a Monday
+    t = await service(api).create(p, create_in(), now=opened)
+    moved = await act(api, p, t.id, Action.TRANSFER, opened, to_user_id=expert.id)
+    assert moved.handoff is not None
+    due = moved.handoff.due_at
+    just_before = due - timedelta(minutes=1)
+    seen = await service(api).get(p, t.id, now=just_before)
+    assert seen.handoff is not None and seen.handoff.sla_state == "warning"
+    seen = await service(api).get(p, t.id, now=due)
+    assert seen.handoff is not None and seen.handoff.sla_state == "breached"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time as time_module
 from datetime import date, datetime, time
 
 from sqlalchemy import delete, func, select
@@ -32,6 +33,7 @@ class CalendarService:
         self._years: set[int] = set()
         self._version: tuple[int, int, str] | None = None
         self._calendars: dict[HoursKey, BusinessCalendar] = {}
+        self._checked_at = time_module.monotonic()
 
     async def load(self) -> None:
         async with self._sessionmaker() as db:
@@ -42,8 +44,20 @@ class CalendarService:
         # Calendars cache their days; a change of overrides needs fresh ones.
         self._calendars = {}
 
+    async def refresh_now_and_then(self, every_seconds: float = 30.0) -> None:
+        """Picks up other processes' calendar changes at most ``every_seconds`` late.
+
+        Called on the write paths that compute due times too, so a process that runs
+        no scheduler does not keep computing with an old calendar.
+        """
+        now = time_module.monotonic()
+        if now - self._checked_at < every_seconds:
+            return
+        self._checked_at = now
+        await self.reload_if_changed()
+
     async def reload_if_changed(self) -> bool:
-        """Cheap check other processes' changes; called by the scheduler now and then."""
+        """Cheap check of other processes' changes."""
         async with self._sessionmaker() as db:
             version = await self._read_version(db)
         if version == self._version:

@@ -58,6 +58,7 @@ class TickResult:
     escalations: int = 0
     archived: int = 0
     events: list[tuple[str, BaseModel]] = field(default_factory=list)
+    recipient_cache: dict[str, list[User]] = field(default_factory=dict, repr=False)
 
 
 class SlaScheduler:
@@ -73,7 +74,7 @@ class SlaScheduler:
         escalate_to_roles: Sequence[str],
         archive_after_days: int,
         tick_seconds: float = 1.0,
-        batch_size: int = 500,
+        batch_size: int = 200,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._tickets = tickets
@@ -87,7 +88,6 @@ class SlaScheduler:
         self._batch = batch_size
         self._local_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        self._last_calendar_check = 0.0
 
     # --- loop -----------------------------------------------------------------------
 
@@ -106,9 +106,7 @@ class SlaScheduler:
         while True:
             started = time.monotonic()
             try:
-                if started - self._last_calendar_check > 30:
-                    self._last_calendar_check = started
-                    await self._calendars.reload_if_changed()
+                await self._calendars.refresh_now_and_then()
                 await self.tick()
             except asyncio.CancelledError:
                 raise
@@ -188,7 +186,12 @@ class SlaScheduler:
                 await self._raise(db, ticket, handoff, due, key, now, result)
 
     async def _recipients(
-        self, db: AsyncSession, ticket: Ticket, handoff: Handoff | None, level: Level
+        self,
+        db: AsyncSession,
+        ticket: Ticket,
+        handoff: Handoff | None,
+        level: Level,
+        cache: dict[str, list[User]],
     ) -> tuple[list[User], list[User]]:
         """(people told, people escalated to). A breach escalates; a warning only tells."""
         told: dict[int, User] = {}
@@ -202,15 +205,27 @@ class SlaScheduler:
                     told[user.id] = user
         escalated: list[User] = []
         if level is Level.BREACH or not told:
+            for user in await self._escalation_users(db, ticket.county_code, cache):
+                if level is Level.BREACH:
+                    escalated.append(user)
+                told.setdefault(user.id, user)
+        return list(told.values()), escalated
+
+    async def _escalation_users(
+        self, db: AsyncSession, county_code: str, cache: dict[str, list[User]]
+    ) -> list[User]:
+        """Escalation recipients of a county, looked up once per tick (a catch-up tick
+        after downtime raises many events for the same few people)."""
+        users = cache.get(county_code)
+        if users is None:
+            users = []
             for role in self._escalate_to:
                 stmt = select(User).where(User.role == role.value, User.active.is_(True))
                 if role is Role.COUNTY_ADMIN:
-                    stmt = stmt.where(User.county_code == ticket.county_code)
-                for user in await db.scalars(stmt):
-                    if level is Level.BREACH:
-                        escalated.append(user)
-                    told.setdefault(user.id, user)
-        return list(told.values()), escalated
+                    stmt = stmt.where(User.county_code == county_code)
+                users.extend(await db.scalars(stmt))
+            cache[county_code] = users
+        return users
 
     async def _raise(
         self,
@@ -250,7 +265,9 @@ class SlaScheduler:
                 to_value=due.due_at.isoformat(),
             )
         )
-        told, escalated = await self._recipients(db, ticket, handoff, due.level)
+        told, escalated = await self._recipients(
+            db, ticket, handoff, due.level, result.recipient_cache
+        )
         for user in escalated:
             escalation = await db.execute(
                 insert(Escalation)

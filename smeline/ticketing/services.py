@@ -281,6 +281,7 @@ class TicketService:
 
     async def create(self, p: Principal, data: TicketCreateIn, *, now: datetime) -> TicketOut:
         p.require(Permission.TICKETS_CREATE)
+        await self._calendars.refresh_now_and_then()
         ref = self._reference.data
         self._check_codes(
             category=data.category_code,
@@ -496,7 +497,7 @@ class TicketService:
                 due_at=handoff.due_at,
                 completed_at=handoff.completed_at,
                 outcome=handoff.outcome,
-                sla_state=handoff.sla_state,
+                sla_state=self._rules.handoff_state(handoff, now),
             )
             if handoff
             else None,
@@ -686,6 +687,7 @@ class TicketService:
     ) -> TicketOut:
         p.require(Permission.TICKETS_WORK)
         action = data.action
+        await self._calendars.refresh_now_and_then()
         transition = TRANSITIONS[action]
         if p.role not in transition.roles:
             raise Forbidden(

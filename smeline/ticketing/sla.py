@@ -273,6 +273,15 @@ class SlaRules:
         }[SlaState(h.sla_state)]
         return due
 
+    @staticmethod
+    def handoff_state(h: Handoff, now: datetime) -> SlaState:
+        """As of ``now``, like the work order's own state: no waiting for a tick."""
+        if h.sla_state == SlaState.BREACHED or (h.completed_at is None and now >= h.due_at):
+            return SlaState.BREACHED
+        if h.completed_at is None and now >= h.warning_at:
+            return SlaState.WARNING
+        return SlaState(h.sla_state)
+
     def complete_handoff(self, h: Handoff, outcome: str, now: datetime) -> None:
         h.completed_at = now
         h.outcome = outcome
