@@ -13,7 +13,7 @@ from smeline.api import ApiRoutes, Out, json_ok
 from smeline.auth import http as auth_http
 from smeline.auth.middleware import make_auth_middleware
 from smeline.auth.passwords import Passwords
-from smeline.auth.services import AuthService, UserService
+from smeline.auth.services import AuthService, SessionCache, UserService
 from smeline.bus import EventRegistry, make_bus
 from smeline.config import Settings
 from smeline.db import make_engine, make_sessionmaker
@@ -83,14 +83,16 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     )
     rules = SlaRules(settings.sla_warning_ratio)
     outbox = Outbox(channels=settings.notification_senders)
+    session_cache = SessionCache(ttl_seconds=settings.session_cache_seconds)
     auth = AuthService(
         sessionmaker=sessionmaker,
         passwords=passwords,
         session_ttl=timedelta(hours=settings.session_ttl_hours),
         max_failures=settings.login_max_failures,
         failure_window=timedelta(minutes=settings.login_failure_window_minutes),
+        cache=session_cache,
     )
-    users = UserService(sessionmaker=sessionmaker, passwords=passwords)
+    users = UserService(sessionmaker=sessionmaker, passwords=passwords, cache=session_cache)
     tickets = TicketService(
         sessionmaker=sessionmaker,
         reference=reference,

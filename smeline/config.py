@@ -39,6 +39,8 @@ class Settings(BaseSettings):
 
     # Accounts
     session_ttl_hours: int = Field(default=12, ge=1)
+    # How long a process trusts a token it checked (other processes see logout this late).
+    session_cache_seconds: float = Field(default=5.0, ge=0, le=60)
     login_max_failures: int = Field(default=5, ge=1)
     login_failure_window_minutes: int = Field(default=15, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

@@ -504,3 +504,29 @@ async def test_a_password_is_taken_exactly_as_typed_including_spaces(api: Api) -
     assert status == 401
     status, _ = await api.login(user.username, spaced)
     assert status == 200
+
+
+async def test_a_logout_on_one_process_reaches_another_within_the_session_cache_time(
+    settings: Any, aiohttp_client: Any
+) -> None:
+    import time as time_module
+
+    from smeline.app import create_app
+    from tests.conftest import make_settings
+
+    short = make_settings(settings.database_url, session_cache_seconds=0.3)
+    api_a = Api(await aiohttp_client(create_app(short, background=False)))
+    client_b = await aiohttp_client(create_app(short, background=False))
+    admin = await api_a.bootstrap_admin()
+    resp = await client_b.get("/api/auth/me", headers=admin.headers)
+    assert resp.status == 200  # now cached in process B
+    status, _ = await api_a.call("POST", "/api/auth/logout", admin)
+    assert status == 204
+    status, _ = await api_a.call("GET", "/api/auth/me", admin)
+    assert status == 401  # process A forgets at once
+    deadline = time_module.monotonic() + 5
+    while True:
+        resp = await client_b.get("/api/auth/me", headers=admin.headers)
+        if resp.status == 401:
+            break
+        assert time_module.monotonic() < deadline, "process B kept a logged-out session"

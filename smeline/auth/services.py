@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -40,6 +42,48 @@ class LoginResult:
 class Authenticated:
     principal: Principal
     csrf_token: str
+    expires_at: datetime
+
+
+class SessionCache:
+    """Recently authenticated tokens, kept a few seconds.
+
+    Every API request authenticates; a short cache spares the database a query per
+    request. Logout, password changes and deactivation invalidate entries in this
+    process at once; other processes notice within ``ttl_seconds``.
+    """
+
+    def __init__(self, ttl_seconds: float = 5.0, max_entries: int = 20_000) -> None:
+        self._ttl = ttl_seconds
+        self._max = max_entries
+        self._entries: dict[str, tuple[float, Authenticated]] = {}
+
+    def get(self, digest: str, now: datetime) -> Authenticated | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        kept_until, found = entry
+        if kept_until < time.monotonic() or found.expires_at <= now:
+            self._entries.pop(digest, None)
+            return None
+        return found
+
+    def put(self, digest: str, found: Authenticated) -> None:
+        if self._ttl <= 0:
+            return
+        if len(self._entries) >= self._max:
+            self._entries.clear()
+        self._entries[digest] = (time.monotonic() + self._ttl, found)
+
+    def forget_session(self, session_id: int) -> None:
+        self._forget(lambda a: a.principal.session_id == session_id)
+
+    def forget_user(self, user_id: int) -> None:
+        self._forget(lambda a: a.principal.user_id == user_id)
+
+    def _forget(self, match: Callable[[Authenticated], bool]) -> None:
+        for key in [k for k, (_, a) in self._entries.items() if match(a)]:
+            del self._entries[key]
 
 
 class AuthService:
@@ -51,8 +95,10 @@ class AuthService:
         session_ttl: timedelta,
         max_failures: int,
         failure_window: timedelta,
+        cache: SessionCache | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._cache = cache or SessionCache(ttl_seconds=0)
         self._passwords = passwords
         self._session_ttl = session_ttl
         self._max_failures = max_failures
@@ -110,34 +156,64 @@ class AuthService:
             return LoginResult(user=user, token=token, csrf_token=csrf, expires_at=expires)
 
     async def authenticate(self, token: str, *, now: datetime) -> Authenticated | None:
+        digest = token_digest(token)
+        cached = self._cache.get(digest, now)
+        if cached is not None:
+            return cached
         async with self._sessionmaker() as db:
             row = (
                 await db.execute(
-                    select(AuthSession, User, Window.county_code)
+                    select(
+                        AuthSession.id,
+                        AuthSession.csrf_token,
+                        AuthSession.expires_at,
+                        User.id,
+                        User.username,
+                        User.role,
+                        User.county_code,
+                        User.window_code,
+                        User.must_change_password,
+                        User.active,
+                        Window.county_code,
+                    )
                     .join(User, User.id == AuthSession.user_id)
                     .outerjoin(Window, Window.code == User.window_code)
-                    .where(AuthSession.token_hash == token_digest(token))
+                    .where(AuthSession.token_hash == digest)
                 )
             ).first()
         if row is None:
             return None
-        session, user, window_county = row
-        if session.expires_at <= now or not user.active:
+        (
+            session_id,
+            csrf,
+            expires_at,
+            user_id,
+            username,
+            role_name,
+            user_county,
+            window_code,
+            must_change,
+            active,
+            window_county,
+        ) = row
+        if expires_at <= now or not active:
             return None
-        role = Role(user.role)
-        county = user.county_code if role is Role.COUNTY_ADMIN else window_county
+        role = Role(role_name)
         principal = Principal(
-            user_id=user.id,
-            username=user.username,
+            user_id=user_id,
+            username=username,
             role=role,
-            county_code=county,
-            window_code=user.window_code,
-            session_id=session.id,
-            must_change_password=user.must_change_password,
+            county_code=user_county if role is Role.COUNTY_ADMIN else window_county,
+            window_code=window_code,
+            session_id=session_id,
+            must_change_password=must_change,
         )
-        return Authenticated(principal=principal, csrf_token=session.csrf_token)
+        found = Authenticated(principal=principal, csrf_token=csrf, expires_at=expires_at)
+        self._cache.put(digest, found)
+        return found
 
     async def logout(self, session_id: int) -> None:
+        self._cache.forget_session(session_id)
         async with self._sessionmaker() as db:
             await db.execute(delete(AuthSession).where(AuthSession.id == session_id))
             await db.commit()
@@ -160,6 +236,7 @@ class AuthService:
             user.password_hash = await self._passwords.hash(new)
             user.must_change_password = False
             user.password_changed_at = now
+            self._cache.forget_user(user.id)
             # Other sessions of this user end; the current one stays.
             await db.execute(
                 delete(AuthSession).where(
@@ -194,10 +271,15 @@ def check_password_quality(password: str, username: str) -> None:
 
 class UserService:
     def __init__(
-        self, *, sessionmaker: async_sessionmaker[AsyncSession], passwords: Passwords
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        passwords: Passwords,
+        cache: SessionCache | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._passwords = passwords
+        self._cache = cache or SessionCache(ttl_seconds=0)
 
     async def create(self, data: UserCreateIn, *, now: datetime) -> tuple[User, str]:
         password = self._passwords.one_time_password()
@@ -256,6 +338,7 @@ class UserService:
             if "active" in fields and data.active is False:
                 await db.execute(delete(AuthSession).where(AuthSession.user_id == user.id))
             await db.commit()
+            self._cache.forget_user(user.id)
             return user
 
     async def reset_password(self, user_id: int) -> tuple[User, str]:
@@ -268,6 +351,7 @@ class UserService:
             user.must_change_password = True
             await db.execute(delete(AuthSession).where(AuthSession.user_id == user.id))
             await db.commit()
+            self._cache.forget_user(user.id)
             return user, password
 
     async def get(self, user_id: int) -> User:

@@ -75,12 +75,13 @@ class SlaState(StrEnum):
 class Ticket(Base):
     __tablename__ = "tickets"
     __table_args__ = (
-        Index("ix_tickets_created", "created_at"),
+        Index("ix_tickets_created", "created_at", "id"),
         Index("ix_tickets_county_status", "county_code", "status", "id"),
         Index("ix_tickets_window_status", "window_code", "status", "id"),
         Index("ix_tickets_assignee_status", "assignee_id", "status", "id"),
         Index("ix_tickets_status", "status", "id"),
-        Index("ix_tickets_sla_state", "sla_state", "resolution_due_at"),
+        Index("ix_tickets_sla_state", "sla_state", "id"),
+        Index("ix_tickets_category_status", "category_code", "status", "id"),
         Index("ix_tickets_resolution_due", "resolution_due_at"),
         # The SLA scheduler only ever looks at rows with a pending check.
         Index(

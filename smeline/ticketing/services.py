@@ -12,7 +12,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -92,6 +92,24 @@ _EDITABLE_FIELDS = (
     "contact_email",
     "links",
 )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _parse_cursor(cursor: str, by_date: bool) -> int | tuple[datetime, int]:
+    """``123`` (id order) or ``d<microseconds since epoch>_<id>`` (date order)."""
+    try:
+        if by_date and cursor.startswith("d"):
+            micros, _, ident = cursor[1:].partition("_")
+            if micros.isascii() and micros.isdigit() and ident.isascii() and ident.isdigit():
+                if len(micros) <= 17 and len(ident) <= 18:
+                    return _EPOCH + timedelta(microseconds=int(micros)), int(ident)
+        elif not by_date and cursor.isascii() and cursor.isdigit() and len(cursor) <= 18:
+            return int(cursor)
+    except (ValueError, OverflowError, OSError):
+        pass
+    raise ValidationFailed("Bad cursor", details=_field_error("cursor", "invalid", "not a cursor"))
 
 
 def _field_error(name: str, kind: str, message: str) -> list[dict[str, str]]:
@@ -206,16 +224,32 @@ class TicketService:
             )
         )
 
-    async def _next_number(self, db: AsyncSession, now: datetime) -> str:
+    async def _next_number(self, now: datetime) -> str:
+        """The day's next number, taken in a short transaction of its own.
+
+        Inside the create transaction the day's counter row would stay locked until
+        that commit, and every concurrent create would queue behind it. Alone, it is
+        locked for one statement. On PostgreSQL this little commit is asynchronous:
+        the work order's own (synchronous) commit comes later in the WAL and flushes
+        it, and if the work order never commits, a lost counter only means its
+        unused number is handed out again. A failed create leaves a gap.
+        """
         day = day_key(now, BUSINESS_TZ)
-        insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
-        stmt = (
-            insert(TicketDayCounter)
-            .values(day=day, last=1)
-            .on_conflict_do_update(index_elements=["day"], set_={"last": TicketDayCounter.last + 1})
-            .returning(TicketDayCounter.last)
-        )
-        seq = (await db.execute(stmt)).scalar_one()
+        async with self._sessionmaker() as db:
+            postgres = db.get_bind().dialect.name == "postgresql"
+            if postgres:
+                await db.execute(text("SELECT set_config('synchronous_commit', 'off', true)"))
+            insert = postgresql.insert if postgres else sqlite.insert
+            stmt = (
+                insert(TicketDayCounter)
+                .values(day=day, last=1)
+                .on_conflict_do_update(
+                    index_elements=["day"], set_={"last": TicketDayCounter.last + 1}
+                )
+                .returning(TicketDayCounter.last)
+            )
+            seq = (await db.execute(stmt)).scalar_one()
+            await db.commit()
         return format_number(self._prefix, day, seq)
 
     def _check_codes(
@@ -335,7 +369,8 @@ class TicketService:
             policy, targets = await resolve_targets(db, data.category_code, data.priority.value)
             ticket.sla_policy_id = policy.id if policy else None
             self._rules.start(ticket, targets, self.calendar_for(window_code), now)
-            ticket.number = await self._next_number(db, now)
+            # Last, once the request is known to be valid: a rejected one leaves no gap.
+            ticket.number = await self._next_number(now)
             db.add(ticket)
             await db.flush()
             self._history(db, ticket, p.user_id, "created", now, to_value=S.NEW.value)
@@ -345,7 +380,8 @@ class TicketService:
             if assignee is not None:
                 await self._assign(db, ticket, assignee, p.user_id, now, change, note=None)
             await db.commit()
-            out = await self._out(db, ticket, p, now)
+            # A new work order has no handoff: no need to ask the database.
+            out = self.to_out(ticket, p, now)
         await self._publish(change)
         logger.info(
             "ticket created id=%s number=%s county=%s window=%s by user_id=%s",
@@ -503,11 +539,33 @@ class TicketService:
             else None,
         )
 
+    _SUMMARY_COLUMNS = (
+        Ticket.id,
+        Ticket.number,
+        Ticket.status,
+        Ticket.priority,
+        Ticket.category_code,
+        Ticket.county_code,
+        Ticket.window_code,
+        Ticket.subject,
+        Ticket.enterprise_name,
+        Ticket.contact_phone,
+        Ticket.assignee_id,
+        Ticket.created_at,
+        Ticket.sla_state,
+        Ticket.first_response_due_at,
+        Ticket.resolution_due_at,
+    )
+
     async def list_page(
         self, p: Principal, q: TicketListQuery
     ) -> tuple[list[TicketSummaryOut], str | None]:
+        """Newest first. Keyset pagination: on ids, or on (created_at, id) when a
+        creation-date range is given, so that PostgreSQL walks the date index instead
+        of scanning ids backwards through every row outside the range."""
         p.require(Permission.TICKETS_READ)
-        stmt = select(Ticket)
+        # Only the columns the list shows: loading whole rows costs twice the time.
+        stmt = select(*self._SUMMARY_COLUMNS)
         condition = self._visibility(p)
         if condition is not None:
             stmt = stmt.where(condition)
@@ -541,15 +599,25 @@ class TicketService:
             if term.replace("+", "").isdigit() and p.can(Permission.PHONE_NUMBERS):
                 options.append(Ticket.contact_phone == term)
             stmt = stmt.where(or_(*options))
+        by_date = q.created_from is not None or q.created_to is not None
         if q.cursor is not None:
-            if not q.cursor.isascii() or not q.cursor.isdigit() or len(q.cursor) > 18:
-                raise ValidationFailed(
-                    "Bad cursor", details=_field_error("cursor", "invalid", "not a cursor")
+            after = _parse_cursor(q.cursor, by_date)
+            if isinstance(after, tuple):
+                stmt = stmt.where(
+                    or_(
+                        Ticket.created_at < after[0],
+                        and_(Ticket.created_at == after[0], Ticket.id < after[1]),
+                    )
                 )
-            stmt = stmt.where(Ticket.id < int(q.cursor))
-        stmt = stmt.order_by(Ticket.id.desc()).limit(q.limit + 1)
+            else:
+                stmt = stmt.where(Ticket.id < after)
+        if by_date:
+            stmt = stmt.order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        else:
+            stmt = stmt.order_by(Ticket.id.desc())
+        stmt = stmt.limit(q.limit + 1)
         async with self._sessionmaker() as db:
-            rows = list((await db.scalars(stmt)).all())
+            rows = list((await db.execute(stmt)).all())
         more = len(rows) > q.limit
         rows = rows[: q.limit]
         show_phone = p.can(Permission.PHONE_NUMBERS)
@@ -574,7 +642,15 @@ class TicketService:
             )
             for t in rows
         ]
-        return items, (str(rows[-1].id) if more and rows else None)
+        cursor = None
+        if more and rows:
+            last = rows[-1]
+            cursor = (
+                f"d{(last.created_at - _EPOCH) // timedelta(microseconds=1)}_{last.id}"
+                if by_date
+                else str(last.id)
+            )
+        return items, cursor
 
     async def history(self, p: Principal, ticket_id: int) -> list[TicketHistory]:
         async with self._sessionmaker() as db:
