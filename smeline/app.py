@@ -28,7 +28,7 @@ from smeline.reference.services import ReferenceService
 from smeline.ticketing import events as ticket_events
 from smeline.ticketing import http as ticket_http
 from smeline.ticketing.calendar_service import CalendarService
-from smeline.ticketing.policies import seed_default_policies
+from smeline.ticketing.policies import PolicyBook, seed_default_policies
 from smeline.ticketing.scheduler import SlaScheduler
 from smeline.ticketing.services import TicketService
 from smeline.ticketing.sla import SlaRules
@@ -93,6 +93,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         cache=session_cache,
     )
     users = UserService(sessionmaker=sessionmaker, passwords=passwords, cache=session_cache)
+    policies = PolicyBook(sessionmaker=sessionmaker)
     tickets = TicketService(
         sessionmaker=sessionmaker,
         reference=reference,
@@ -100,6 +101,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         rules=rules,
         outbox=outbox,
         bus=bus,
+        policies=policies,
         number_prefix=settings.ticket_number_prefix,
     )
     scheduler = SlaScheduler(
@@ -147,6 +149,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     app[keys.TICKETS] = tickets
     app[keys.SCHEDULER] = scheduler
     app[keys.OUTBOX] = outbox
+    app[keys.POLICIES] = policies
     app[keys.DISPATCHER] = dispatcher
     for table in route_tables:
         table.register(app)
@@ -156,6 +159,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await reference.seed()
         await seed_default_policies(sessionmaker)
+        await policies.load()
         await reference.load()
         await calendars.load()
         await bus.start()

@@ -80,8 +80,10 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cur.close()
 
         return engine
-    kwargs.setdefault("pool_size", 20)
-    kwargs.setdefault("max_overflow", 20)
+    # Connections are kept rather than churned: opening one costs a PostgreSQL backend
+    # and the per-connection prepared statements.
+    kwargs.setdefault("pool_size", 30)
+    kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
 

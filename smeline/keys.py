@@ -15,6 +15,7 @@ from smeline.notifications.dispatcher import Dispatcher
 from smeline.notifications.services import Outbox
 from smeline.reference.services import ReferenceService
 from smeline.ticketing.calendar_service import CalendarService
+from smeline.ticketing.policies import PolicyBook
 from smeline.ticketing.scheduler import SlaScheduler
 from smeline.ticketing.services import TicketService
 
@@ -30,6 +31,7 @@ USERS = web.AppKey("user_service", UserService)
 TICKETS = web.AppKey("ticket_service", TicketService)
 SCHEDULER = web.AppKey("sla_scheduler", SlaScheduler)
 OUTBOX = web.AppKey("outbox", Outbox)
+POLICIES = web.AppKey("policies", PolicyBook)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 OPENAPI_DOCUMENT = web.AppKey("openapi_document", dict[str, Any])
 

@@ -348,4 +348,5 @@ async def put_policy(request: web.Request) -> web.StreamResponse:
         resolution_min=data.resolution_min,
         handoff_min=data.handoff_min,
     )
+    await request.app[keys.POLICIES].load()
     return json_ok(PolicyOut.model_validate(row))

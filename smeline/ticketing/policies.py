@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -45,29 +47,6 @@ async def seed_default_policies(sessionmaker: async_sessionmaker[AsyncSession]) 
         await db.commit()
 
 
-async def find_policy(db: AsyncSession, category_code: str, priority: str) -> SlaPolicy | None:
-    """The category's own policy wins over the default (category null) one."""
-    rows = list(
-        await db.scalars(
-            select(SlaPolicy).where(
-                SlaPolicy.priority == priority,
-                (SlaPolicy.category_code == category_code) | SlaPolicy.category_code.is_(None),
-            )
-        )
-    )
-    rows.sort(key=lambda p: p.category_code is None)
-    return rows[0] if rows else None
-
-
-async def resolve_targets(
-    db: AsyncSession, category_code: str, priority: str
-) -> tuple[SlaPolicy | None, Targets]:
-    policy = await find_policy(db, category_code, priority)
-    if policy is not None:
-        return policy, targets_of(policy)
-    return None, DEFAULT_TARGETS[Priority(priority)]
-
-
 async def list_policies(sessionmaker: async_sessionmaker[AsyncSession]) -> list[SlaPolicy]:
     async with sessionmaker() as db:
         return list(await db.scalars(select(SlaPolicy).order_by(SlaPolicy.id)))
@@ -99,3 +78,35 @@ async def upsert_policy(
         policy.handoff_min = handoff_min
         await db.commit()
         return policy
+
+
+class PolicyBook:
+    """The SLA policies in memory: every create reads them, they change rarely.
+
+    Reloaded after a change made through this process and every ``refresh_seconds``
+    otherwise, so a change made on another process applies there within that time.
+    """
+
+    def __init__(
+        self, *, sessionmaker: async_sessionmaker[AsyncSession], refresh_seconds: float = 30.0
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._refresh = refresh_seconds
+        self._by_key: dict[tuple[str | None, str], SlaPolicy] = {}
+        self._loaded_at = float("-inf")
+
+    async def load(self) -> None:
+        rows = await list_policies(self._sessionmaker)
+        self._by_key = {(p.category_code, p.priority): p for p in rows}
+        self._loaded_at = time.monotonic()
+
+    async def refresh_now_and_then(self) -> None:
+        if time.monotonic() - self._loaded_at >= self._refresh:
+            await self.load()
+
+    def resolve(self, category_code: str, priority: str) -> tuple[int | None, Targets]:
+        """The category's own policy wins over the default (category null) one."""
+        policy = self._by_key.get((category_code, priority)) or self._by_key.get((None, priority))
+        if policy is not None:
+            return policy.id, targets_of(policy)
+        return None, DEFAULT_TARGETS[Priority(priority)]

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from smeline.auth.models import Role, User
@@ -40,7 +40,7 @@ from smeline.ticketing.models import (
 )
 from smeline.ticketing.models import TicketStatus as S
 from smeline.ticketing.numbering import day_key, format_number, short_ref, ticket_id_from_ref
-from smeline.ticketing.policies import resolve_targets
+from smeline.ticketing.policies import PolicyBook
 from smeline.ticketing.schemas import (
     ActionIn,
     CommentIn,
@@ -96,6 +96,13 @@ _EDITABLE_FIELDS = (
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+# One round trip: asynchronous commit for this transaction, and the day's next number.
+_PG_NEXT_NUMBER = text(
+    "WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true)) "
+    "INSERT INTO ticket_day_counters (day, last) SELECT :day, 1 FROM async_commit "
+    "ON CONFLICT (day) DO UPDATE SET last = ticket_day_counters.last + 1 RETURNING last"
+)
+
 
 def _parse_cursor(cursor: str, by_date: bool) -> int | tuple[datetime, int]:
     """``123`` (id order) or ``d<microseconds since epoch>_<id>`` (date order)."""
@@ -133,6 +140,7 @@ class TicketService:
         rules: SlaRules,
         outbox: Outbox,
         bus: EventBus,
+        policies: PolicyBook,
         number_prefix: str = "MZ",
     ) -> None:
         self._sessionmaker = sessionmaker
@@ -142,6 +150,7 @@ class TicketService:
         self._outbox = outbox
         self._bus = bus
         self._prefix = number_prefix
+        self._policies = policies
 
     # --- helpers --------------------------------------------------------------------
 
@@ -238,8 +247,10 @@ class TicketService:
         async with self._sessionmaker() as db:
             postgres = db.get_bind().dialect.name == "postgresql"
             if postgres:
-                await db.execute(text("SELECT set_config('synchronous_commit', 'off', true)"))
-            insert = postgresql.insert if postgres else sqlite.insert
+                seq = (await db.execute(_PG_NEXT_NUMBER, {"day": day})).scalar_one()
+                await db.commit()
+                return format_number(self._prefix, day, seq)
+            insert = sqlite.insert
             stmt = (
                 insert(TicketDayCounter)
                 .values(day=day, last=1)
@@ -272,7 +283,7 @@ class TicketService:
                     f"Unknown {name}", details=_field_error(name, "unknown", f"no such {name}")
                 )
 
-    async def _assignable(self, db: AsyncSession, user_id: int, ticket: Ticket) -> User:
+    async def _assignable(self, db: AsyncSession, user_id: int) -> User:
         user = await db.get(User, user_id)
         if user is None or not user.active or Role(user.role) not in ASSIGNABLE_ROLES:
             raise ValidationFailed(
@@ -338,10 +349,19 @@ class TicketService:
                 error_id="county_scope",
                 details={"county_code": county_code},
             )
+        await self._policies.refresh_now_and_then()
+        assignee: User | None = None
+        if data.assignee_id is not None:
+            async with self._sessionmaker() as db:
+                assignee = await self._assignable(db, data.assignee_id)
+        policy_id, targets = self._policies.resolve(data.category_code, data.priority.value)
         change = Change()
+        # Before the create transaction, so a create holds one connection at a time;
+        # after validation, so a rejected request leaves no gap in the numbers.
+        number = await self._next_number(now)
         async with self._sessionmaker() as db:
-            assignee: User | None = None
             ticket = Ticket(
+                number=number,
                 status=S.NEW.value,
                 priority=data.priority.value,
                 source=data.source.value,
@@ -364,13 +384,8 @@ class TicketService:
                 created_at=now,
                 updated_at=now,
             )
-            if data.assignee_id is not None:
-                assignee = await self._assignable(db, data.assignee_id, ticket)
-            policy, targets = await resolve_targets(db, data.category_code, data.priority.value)
-            ticket.sla_policy_id = policy.id if policy else None
+            ticket.sla_policy_id = policy_id
             self._rules.start(ticket, targets, self.calendar_for(window_code), now)
-            # Last, once the request is known to be valid: a rejected one leaves no gap.
-            ticket.number = await self._next_number(now)
             db.add(ticket)
             await db.flush()
             self._history(db, ticket, p.user_id, "created", now, to_value=S.NEW.value)
@@ -746,8 +761,9 @@ class TicketService:
                 )
                 retarget = retarget or name in ("category_code", "priority")
             if retarget:
-                policy, targets = await resolve_targets(db, ticket.category_code, ticket.priority)
-                ticket.sla_policy_id = policy.id if policy else None
+                await self._policies.refresh_now_and_then()
+                policy_id, targets = self._policies.resolve(ticket.category_code, ticket.priority)
+                ticket.sla_policy_id = policy_id
                 self._rules.retarget(ticket, targets, self.calendar_for(ticket.window_code), now)
             ticket.updated_at = now
             change.events.append(
@@ -866,7 +882,7 @@ class TicketService:
                     "assign needs assignee_id",
                     details=_field_error("assignee_id", "missing", "required for assign"),
                 )
-            assignee = await self._assignable(db, data.assignee_id, ticket)
+            assignee = await self._assignable(db, data.assignee_id)
             if p.role is Role.AGENT and not self._same_window_or_self(p, assignee):
                 raise Forbidden(
                     "An agent assigns only within their own window",
@@ -992,7 +1008,7 @@ class TicketService:
         if target.id == ticket.assignee_id:
             raise Conflict("Already with that user", error_id="already_assigned")
         await self._close_handoff(db, ticket, "reassigned", p.user_id, now)
-        _, targets = await resolve_targets(db, ticket.category_code, ticket.priority)
+        _, targets = self._policies.resolve(ticket.category_code, ticket.priority)
         handoff = Handoff(
             ticket_id=ticket.id,
             from_user_id=p.user_id,
