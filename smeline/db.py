@@ -84,7 +84,10 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     # and the per-connection prepared statements.
     kwargs.setdefault("pool_size", 30)
     kwargs.setdefault("max_overflow", 10)
-    kwargs.setdefault("pool_pre_ping", True)
+    # No ping per checkout (a round trip each time): a connection broken by a database
+    # restart fails once, and SQLAlchemy then discards the whole stale pool.
+    kwargs.setdefault("pool_pre_ping", False)
+    kwargs.setdefault("pool_recycle", 1800)
     return create_async_engine(url, **kwargs)
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, text
+from sqlalchemy import ColumnElement, Select, and_, exists, false, insert, or_, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -102,6 +102,21 @@ _PG_NEXT_NUMBER = text(
     "INSERT INTO ticket_day_counters (day, last) SELECT :day, 1 FROM async_commit "
     "ON CONFLICT (day) DO UPDATE SET last = ticket_day_counters.last + 1 RETURNING last"
 )
+
+
+_TICKET_COLUMNS = tuple(
+    (c.key, c.default is not None) for c in Ticket.__table__.columns if c.key != "id"
+)
+
+
+def _column_values(ticket: Ticket) -> dict[str, Any]:
+    """The row of a transient work order; unset columns with a default get the default."""
+    values = {}
+    for key, has_default in _TICKET_COLUMNS:
+        value = getattr(ticket, key)
+        if value is not None or not has_default:
+            values[key] = value
+    return values
 
 
 def _parse_cursor(cursor: str, by_date: bool) -> int | tuple[datetime, int]:
@@ -234,11 +249,11 @@ class TicketService:
         )
 
     async def _next_number(self, now: datetime) -> str:
-        """The day's next number, taken in a short transaction of its own.
+        """The day's next number, taken in a transaction of its own.
 
         Inside the create transaction the day's counter row would stay locked until
         that commit, and every concurrent create would queue behind it. Alone, it is
-        locked for one statement. On PostgreSQL this little commit is asynchronous:
+        locked for one statement. On PostgreSQL that commit is asynchronous:
         the work order's own (synchronous) commit comes later in the WAL and flushes
         it, and if the work order never commits, a lost counter only means its
         unused number is handed out again. A failed create leaves a gap.
@@ -247,8 +262,11 @@ class TicketService:
         async with self._sessionmaker() as db:
             postgres = db.get_bind().dialect.name == "postgresql"
             if postgres:
-                seq = (await db.execute(_PG_NEXT_NUMBER, {"day": day})).scalar_one()
-                await db.commit()
+                # Autocommit: PostgreSQL commits inside the statement, so the row lock is
+                # never held across a round trip (a busy event loop may take milliseconds
+                # to send a COMMIT, and every other create would wait that long).
+                conn = await db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+                seq = (await conn.execute(_PG_NEXT_NUMBER, {"day": day})).scalar_one()
                 return format_number(self._prefix, day, seq)
             insert = sqlite.insert
             stmt = (
@@ -385,15 +403,23 @@ class TicketService:
                 updated_at=now,
             )
             ticket.sla_policy_id = policy_id
+            if assignee is not None:
+                ticket.assignee_id = assignee.id
+                ticket.status = S.ASSIGNED.value
             self._rules.start(ticket, targets, self.calendar_for(window_code), now)
-            db.add(ticket)
-            await db.flush()
+            # A plain INSERT: the ORM's unit of work costs more than the rest of a create,
+            # and a new row has nothing for it to track. The object stays transient.
+            ticket.id = (
+                await db.execute(insert(Ticket).values(_column_values(ticket)).returning(Ticket.id))
+            ).scalar_one()
             self._history(db, ticket, p.user_id, "created", now, to_value=S.NEW.value)
             change.events.append(
                 (ev.TICKET_CREATED, ev.TicketEvent(**self._event(ticket, p.user_id)))
             )
             if assignee is not None:
-                await self._assign(db, ticket, assignee, p.user_id, now, change, note=None)
+                await self._record_assignment(
+                    db, ticket, assignee, p.user_id, now, change, None, S.NEW.value, note=None
+                )
             await db.commit()
             # A new work order has no handoff: no need to ask the database.
             out = self.to_out(ticket, p, now)
@@ -424,6 +450,24 @@ class TicketService:
         ticket.assignee_id = assignee.id
         ticket.status = S.ASSIGNED.value
         ticket.updated_at = now
+        await self._record_assignment(
+            db, ticket, assignee, actor_id, now, change, previous, previous_status, note=note
+        )
+
+    async def _record_assignment(
+        self,
+        db: AsyncSession,
+        ticket: Ticket,
+        assignee: User,
+        actor_id: int | None,
+        now: datetime,
+        change: Change,
+        previous: int | None,
+        previous_status: str,
+        *,
+        note: str | None,
+    ) -> None:
+        """History, notification and event of an assignment already made on ``ticket``."""
         self._history(
             db,
             ticket,

@@ -77,6 +77,8 @@ class SlaRules:
     def start(self, t: Ticket, targets: Targets, cal: BusinessCalendar, now: datetime) -> None:
         t.first_response_target_min = targets.first_response_min
         t.resolution_target_min = targets.resolution_min
+        t.first_response_warned = t.first_response_breached = False
+        t.resolution_warned = t.resolution_breached = False
         t.first_response_due_at = cal.add_business_minutes(now, targets.first_response_min)
         t.first_response_warning_at = cal.add_business_time(
             now, self._warning_offset(targets.first_response_min)
