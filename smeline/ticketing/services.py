@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, and_, exists, false, insert, or_, select, text
+from sqlalchemy import ColumnElement, Select, Table, and_, exists, false, insert, or_, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -103,6 +103,12 @@ _PG_NEXT_NUMBER = text(
     "ON CONFLICT (day) DO UPDATE SET last = ticket_day_counters.last + 1 RETURNING last"
 )
 
+
+# Table-level statements: executed with a parameter dict they compile once, and skip the
+# ORM's per-value coercion that ``insert(Ticket).values(...)`` goes through.
+_TICKETS = cast(Table, Ticket.__table__)
+_INSERT_TICKET = insert(_TICKETS).returning(_TICKETS.c.id)
+_INSERT_HISTORY = insert(cast(Table, TicketHistory.__table__))
 
 _TICKET_COLUMNS = tuple(
     (c.key, c.default is not None) for c in Ticket.__table__.columns if c.key != "id"
@@ -409,10 +415,17 @@ class TicketService:
             self._rules.start(ticket, targets, self.calendar_for(window_code), now)
             # A plain INSERT: the ORM's unit of work costs more than the rest of a create,
             # and a new row has nothing for it to track. The object stays transient.
-            ticket.id = (
-                await db.execute(insert(Ticket).values(_column_values(ticket)).returning(Ticket.id))
-            ).scalar_one()
-            self._history(db, ticket, p.user_id, "created", now, to_value=S.NEW.value)
+            ticket.id = (await db.execute(_INSERT_TICKET, _column_values(ticket))).scalar_one()
+            await db.execute(
+                _INSERT_HISTORY,
+                {
+                    "ticket_id": ticket.id,
+                    "at": now,
+                    "actor_id": p.user_id,
+                    "action": "created",
+                    "to_value": S.NEW.value,
+                },
+            )
             change.events.append(
                 (ev.TICKET_CREATED, ev.TicketEvent(**self._event(ticket, p.user_id)))
             )
