@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy import select
@@ -50,10 +50,30 @@ class Outbox:
         now: datetime,
     ) -> int:
         """Adds one row per enabled channel; a repeated ``dedupe_key`` adds nothing."""
+        return await self.enqueue_many(
+            db,
+            recipients=[recipient],
+            template_id=template_id,
+            params=params,
+            dedupe_key=lambda _user: dedupe_key,
+            now=now,
+        )
+
+    async def enqueue_many(
+        self,
+        db: AsyncSession,
+        *,
+        recipients: Sequence[User],
+        template_id: str,
+        params: dict[str, str],
+        dedupe_key: Callable[[User], str],
+        now: datetime,
+    ) -> int:
+        """One statement for every recipient and channel of the same message."""
         subject, body = render(template_id, params)
         rows = [
             {
-                "dedupe_key": _row_key(dedupe_key, channel),
+                "dedupe_key": _row_key(dedupe_key(recipient), channel),
                 "channel": channel,
                 "recipient_user_id": recipient.id,
                 "address": address,
@@ -66,6 +86,7 @@ class Outbox:
                 "next_attempt_at": now,
                 "created_at": now,
             }
+            for recipient in recipients
             for channel, address in self.addresses(recipient)
         ]
         if not rows:

@@ -129,9 +129,12 @@ class SlaScheduler:
                 if not got:
                     await db.rollback()
                     return TickResult(locked_out=True)
-            await self._tickets_due(db, now, result, postgres)
-            await self._handoffs_due(db, now, result, postgres)
-            await self._archive(db, now, result, postgres)
+            # Changes to the rows are written once at commit (in batches), not flushed
+            # before every statement of every raised event.
+            with db.no_autoflush:
+                await self._tickets_due(db, now, result, postgres)
+                await self._handoffs_due(db, now, result, postgres)
+                await self._archive(db, now, result, postgres)
             await db.commit()
         for name, payload in result.events:
             try:
@@ -268,17 +271,23 @@ class SlaScheduler:
         told, escalated = await self._recipients(
             db, ticket, handoff, due.level, result.recipient_cache
         )
-        for user in escalated:
-            escalation = await db.execute(
+        if escalated:
+            rows = [
+                {
+                    "sla_event_id": event_id,
+                    "ticket_id": ticket.id,
+                    "to_user_id": user.id,
+                    "created_at": now,
+                }
+                for user in escalated
+            ]
+            inserted_ids = await db.execute(
                 insert(Escalation)
-                .values(
-                    sla_event_id=event_id, ticket_id=ticket.id, to_user_id=user.id, created_at=now
-                )
+                .values(rows)
                 .on_conflict_do_nothing(index_elements=["sla_event_id", "to_user_id"])
                 .returning(Escalation.id)
             )
-            if escalation.scalar_one_or_none() is not None:
-                result.escalations += 1
+            result.escalations += len(inserted_ids.all())
         template = "ticket_sla_breached" if due.level is Level.BREACH else "ticket_sla_warning"
         params = {
             "number": ticket.number,
@@ -286,15 +295,14 @@ class SlaScheduler:
             "clock": CLOCK_NAMES[due.clock.value],
             "due_at": TicketService.local_text(due.due_at),
         }
-        for user in told:
-            await self._outbox.enqueue(
-                db,
-                recipient=user,
-                template_id=template,
-                params=params,
-                dedupe_key=f"{key}:u{user.id}",
-                now=now,
-            )
+        await self._outbox.enqueue_many(
+            db,
+            recipients=told,
+            template_id=template,
+            params=params,
+            dedupe_key=lambda user: f"{key}:u{user.id}",
+            now=now,
+        )
         name = ev.TICKET_SLA_BREACHED if due.level is Level.BREACH else ev.TICKET_SLA_WARNING
         result.events.append(
             (
