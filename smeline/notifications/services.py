@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -70,8 +71,26 @@ class Outbox:
         now: datetime,
     ) -> int:
         """One statement for every recipient and channel of the same message."""
+        rows = self.rows(
+            recipients=recipients,
+            template_id=template_id,
+            params=params,
+            dedupe_key=dedupe_key,
+            now=now,
+        )
+        return await self.insert_rows(db, rows)
+
+    def rows(
+        self,
+        *,
+        recipients: Sequence[User],
+        template_id: str,
+        params: dict[str, str],
+        dedupe_key: Callable[[User], str],
+        now: datetime,
+    ) -> list[dict[str, Any]]:
         subject, body = render(template_id, params)
-        rows = [
+        return [
             {
                 "dedupe_key": _row_key(dedupe_key(recipient), channel),
                 "channel": channel,
@@ -89,15 +108,22 @@ class Outbox:
             for recipient in recipients
             for channel, address in self.addresses(recipient)
         ]
-        if not rows:
-            return 0
+
+    @staticmethod
+    async def insert_rows(db: AsyncSession, rows: list[dict[str, Any]]) -> int:
+        """Inserts outbox rows; rows whose ``dedupe_key`` exists already are skipped."""
         dialect = db.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = (
-            insert(Notification).values(rows).on_conflict_do_nothing(index_elements=["dedupe_key"])
-        )
-        result = await db.execute(stmt)
-        return int(getattr(result, "rowcount", 0) or 0)
+        added = 0
+        for start in range(0, len(rows), 1000):
+            stmt = (
+                insert(Notification)
+                .values(rows[start : start + 1000])
+                .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            )
+            result = await db.execute(stmt)
+            added += int(getattr(result, "rowcount", 0) or 0)
+        return added
 
     @staticmethod
     async def page(

@@ -18,12 +18,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
-from sqlalchemy import select, text
+from sqlalchemy import Table, select, text
+from sqlalchemy import insert as insert_statement
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -47,8 +49,29 @@ from smeline.ticketing.sla import DueEvent, Level, SlaRules
 
 logger = logging.getLogger(__name__)
 
+_INSERT_HISTORY = insert_statement(cast(Table, TicketHistory.__table__))
+
+T = TypeVar("T")
+
+
+def _per_user(key: str) -> Callable[[User], str]:
+    return lambda user: f"{key}:u{user.id}"
+
+
+def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 # Arbitrary constant shared by every smeline process: "the SLA evaluator".
 ADVISORY_LOCK_KEY = 0x5E1A_0001
+
+
+@dataclass(frozen=True)
+class _Due:
+    ticket: Ticket
+    handoff: Handoff | None
+    event: DueEvent
+    key: str
 
 
 @dataclass
@@ -59,6 +82,8 @@ class TickResult:
     archived: int = 0
     events: list[tuple[str, BaseModel]] = field(default_factory=list)
     recipient_cache: dict[str, list[User]] = field(default_factory=dict, repr=False)
+    due: list[_Due] = field(default_factory=list, repr=False)
+    full: bool = False  # a batch limit was reached: more may be due right now
 
 
 class SlaScheduler:
@@ -74,7 +99,7 @@ class SlaScheduler:
         escalate_to_roles: Sequence[str],
         archive_after_days: int,
         tick_seconds: float = 1.0,
-        batch_size: int = 200,
+        batch_size: int = 100,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._tickets = tickets
@@ -105,13 +130,19 @@ class SlaScheduler:
     async def _run(self) -> None:
         while True:
             started = time.monotonic()
+            backlog = False
             try:
                 await self._calendars.refresh_now_and_then()
-                await self.tick()
+                backlog = (await self.tick()).full
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("SLA scheduler tick failed")
+            if backlog:
+                # Catching up (after downtime): small transactions back to back, so row
+                # locks stay short for agents working on the same work orders.
+                await asyncio.sleep(0)
+                continue
             elapsed = time.monotonic() - started
             await asyncio.sleep(max(0.05, self._tick_seconds - elapsed))
 
@@ -134,6 +165,7 @@ class SlaScheduler:
             with db.no_autoflush:
                 await self._tickets_due(db, now, result, postgres)
                 await self._handoffs_due(db, now, result, postgres)
+                await self._raise_all(db, now, result)
                 await self._archive(db, now, result, postgres)
             await db.commit()
         for name, payload in result.events:
@@ -161,10 +193,12 @@ class SlaScheduler:
         )
         if postgres:
             stmt = stmt.with_for_update(skip_locked=True)
-        for ticket in (await db.scalars(stmt)).all():
+        rows = (await db.scalars(stmt)).all()
+        result.full = result.full or len(rows) >= self._batch
+        for ticket in rows:
             for due in self._rules.take_due(ticket, now):
                 key = f"t{ticket.id}:{due.clock.value}:{due.level.value}"
-                await self._raise(db, ticket, None, due, key, now, result)
+                result.due.append(_Due(ticket, None, due, key))
 
     async def _handoffs_due(
         self, db: AsyncSession, now: datetime, result: TickResult, postgres: bool
@@ -177,7 +211,9 @@ class SlaScheduler:
         )
         if postgres:
             stmt = stmt.with_for_update(skip_locked=True)
-        for handoff in (await db.scalars(stmt)).all():
+        rows = (await db.scalars(stmt)).all()
+        result.full = result.full or len(rows) >= self._batch
+        for handoff in rows:
             dues = self._rules.take_due_handoff(handoff, now)
             if not dues:
                 continue
@@ -186,7 +222,7 @@ class SlaScheduler:
                 continue
             for due in dues:
                 key = f"h{handoff.id}:{due.level.value}"
-                await self._raise(db, ticket, handoff, due, key, now, result)
+                result.due.append(_Due(ticket, handoff, due, key))
 
     async def _recipients(
         self,
@@ -230,49 +266,56 @@ class SlaScheduler:
             cache[county_code] = users
         return users
 
-    async def _raise(
-        self,
-        db: AsyncSession,
-        ticket: Ticket,
-        handoff: Handoff | None,
-        due: DueEvent,
-        key: str,
-        now: datetime,
-        result: TickResult,
-    ) -> None:
+    async def _raise_all(self, db: AsyncSession, now: datetime, result: TickResult) -> None:
+        """Raises every event of the tick with a handful of statements, whatever their
+        number: a tick after downtime may have hundreds."""
+        if not result.due:
+            return
         insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
-        inserted = await db.execute(
-            insert(SlaEvent)
-            .values(
-                key=key,
-                ticket_id=ticket.id,
-                handoff_id=handoff.id if handoff else None,
-                kind=f"{due.clock.value}_{due.level.value}",
-                due_at=due.due_at,
-                raised_at=now,
+        raised: dict[str, int] = {}
+        for chunk in _chunks(result.due, 500):
+            rows = await db.execute(
+                insert(SlaEvent)
+                .values(
+                    [
+                        {
+                            "key": d.key,
+                            "ticket_id": d.ticket.id,
+                            "handoff_id": d.handoff.id if d.handoff else None,
+                            "kind": f"{d.event.clock.value}_{d.event.level.value}",
+                            "due_at": d.event.due_at,
+                            "raised_at": now,
+                        }
+                        for d in chunk
+                    ]
+                )
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(SlaEvent.id, SlaEvent.key)
             )
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(SlaEvent.id)
-        )
-        event_id = inserted.scalar_one_or_none()
-        if event_id is None:
-            return  # raised before (another process, or before a restart)
-        result.raised += 1
-        db.add(
-            TicketHistory(
-                ticket_id=ticket.id,
-                at=now,
-                actor_id=None,
-                action=f"sla_{due.level.value}",
-                field=due.clock.value,
-                to_value=due.due_at.isoformat(),
+            raised.update({key: event_id for event_id, key in rows.all()})
+        history: list[dict[str, Any]] = []
+        escalations: list[dict[str, Any]] = []
+        notifications: list[dict[str, Any]] = []
+        for d in result.due:
+            event_id = raised.get(d.key)
+            if event_id is None:
+                continue  # raised before (another process, or before a restart)
+            ticket, due = d.ticket, d.event
+            result.raised += 1
+            history.append(
+                {
+                    "ticket_id": ticket.id,
+                    "at": now,
+                    "actor_id": None,
+                    "action": f"sla_{due.level.value}",
+                    "field": due.clock.value,
+                    "to_value": due.due_at.isoformat(),
+                }
             )
-        )
-        told, escalated = await self._recipients(
-            db, ticket, handoff, due.level, result.recipient_cache
-        )
-        if escalated:
-            rows = [
+            told, escalated = await self._recipients(
+                db, ticket, d.handoff, due.level, result.recipient_cache
+            )
+            escalations += [
                 {
                     "sla_event_id": event_id,
                     "ticket_id": ticket.id,
@@ -281,51 +324,54 @@ class SlaScheduler:
                 }
                 for user in escalated
             ]
-            inserted_ids = await db.execute(
+            template = "ticket_sla_breached" if due.level is Level.BREACH else "ticket_sla_warning"
+            params = {
+                "number": ticket.number,
+                "subject": ticket.subject[:60],
+                "clock": CLOCK_NAMES[due.clock.value],
+                "due_at": TicketService.local_text(due.due_at),
+            }
+            notifications += self._outbox.rows(
+                recipients=told,
+                template_id=template,
+                params=params,
+                dedupe_key=_per_user(d.key),
+                now=now,
+            )
+            name = ev.TICKET_SLA_BREACHED if due.level is Level.BREACH else ev.TICKET_SLA_WARNING
+            result.events.append(
+                (
+                    name,
+                    ev.TicketSlaEvent(
+                        ticket_id=ticket.id,
+                        number=ticket.number,
+                        status=ticket.status,
+                        priority=ticket.priority,
+                        category_code=ticket.category_code,
+                        county_code=ticket.county_code,
+                        window_code=ticket.window_code,
+                        assignee_id=ticket.assignee_id,
+                        sla_state=ticket.sla_state,
+                        actor_id=None,
+                        resolution_due_at=ticket.resolution_due_at,
+                        clock=due.clock.value,
+                        due_at=due.due_at,
+                        handoff_id=d.handoff.id if d.handoff else None,
+                        escalated_to=[u.id for u in escalated],
+                    ),
+                )
+            )
+        if history:
+            await db.execute(_INSERT_HISTORY, history)
+        for batch in _chunks(escalations, 1000):
+            inserted = await db.execute(
                 insert(Escalation)
-                .values(rows)
+                .values(batch)
                 .on_conflict_do_nothing(index_elements=["sla_event_id", "to_user_id"])
                 .returning(Escalation.id)
             )
-            result.escalations += len(inserted_ids.all())
-        template = "ticket_sla_breached" if due.level is Level.BREACH else "ticket_sla_warning"
-        params = {
-            "number": ticket.number,
-            "subject": ticket.subject[:60],
-            "clock": CLOCK_NAMES[due.clock.value],
-            "due_at": TicketService.local_text(due.due_at),
-        }
-        await self._outbox.enqueue_many(
-            db,
-            recipients=told,
-            template_id=template,
-            params=params,
-            dedupe_key=lambda user: f"{key}:u{user.id}",
-            now=now,
-        )
-        name = ev.TICKET_SLA_BREACHED if due.level is Level.BREACH else ev.TICKET_SLA_WARNING
-        result.events.append(
-            (
-                name,
-                ev.TicketSlaEvent(
-                    ticket_id=ticket.id,
-                    number=ticket.number,
-                    status=ticket.status,
-                    priority=ticket.priority,
-                    category_code=ticket.category_code,
-                    county_code=ticket.county_code,
-                    window_code=ticket.window_code,
-                    assignee_id=ticket.assignee_id,
-                    sla_state=ticket.sla_state,
-                    actor_id=None,
-                    resolution_due_at=ticket.resolution_due_at,
-                    clock=due.clock.value,
-                    due_at=due.due_at,
-                    handoff_id=handoff.id if handoff else None,
-                    escalated_to=[u.id for u in escalated],
-                ),
-            )
-        )
+            result.escalations += len(inserted.all())
+        await self._outbox.insert_rows(db, notifications)
 
     async def _archive(
         self, db: AsyncSession, now: datetime, result: TickResult, postgres: bool
