@@ -293,6 +293,19 @@ class SlaScheduler:
                 .returning(SlaEvent.id, SlaEvent.key)
             )
             raised.update({key: event_id for event_id, key in rows.all()})
+        # Everyone the events may tell, loaded at once (then found in the session's map).
+        people = {
+            user_id
+            for d in result.due
+            for user_id in (
+                d.ticket.assignee_id,
+                d.handoff.to_user_id if d.handoff else None,
+                d.handoff.from_user_id if d.handoff else None,
+            )
+            if user_id is not None
+        }
+        if people:
+            await db.execute(select(User).where(User.id.in_(people)))
         history: list[dict[str, Any]] = []
         escalations: list[dict[str, Any]] = []
         notifications: list[dict[str, Any]] = []
