@@ -9,7 +9,8 @@
    few history rows per work order, then fixes sequences and day counters, VACUUM ANALYZE.
 3. Starts ``smeline serve --no-migrate`` as one or more subprocesses and logs in.
 4. Measures: creates/s (POST /api/tickets), the filtered list endpoint (GET /api/tickets)
-   as admin, county admin and agent, and SlaScheduler.tick() idle and with items due.
+   as admin, county admin and agent (one client; closed loop at saturation; open loop with
+   users sending at Poisson times), and SlaScheduler.tick() idle and with items due.
 5. Prints a summary with PASS/FAIL against the targets and writes a JSON file to bench/out/.
 
 bench/README.md explains every figure.
@@ -1050,6 +1051,7 @@ class Request:
 
 
 MakeRequest = Callable[[int, random.Random], Request]
+Sample = tuple[str, int, float, bool]  # kind, HTTP status (0: none), seconds, as expected
 
 
 @dataclass
@@ -1071,6 +1073,22 @@ class PhaseResult:
     pg_waits: dict[str, float] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
     pg_new_connections: int = 0
+
+
+@dataclass
+class OpenLoopResult(PhaseResult):
+    """An open-loop phase: ``concurrency`` is the number of users; latencies count from the
+    scheduled send time; ``duration_s`` is the scheduling window."""
+
+    rate_per_user: float = 0.0
+    offered_per_s: float = 0.0  # users × rate
+    sent_per_s: float = 0.0  # requests scheduled in the window ÷ window (refused included)
+    refused: int = 0  # not sent: max_in_flight requests were already outstanding
+    max_in_flight: int = 0
+    peak_in_flight: int = 0
+    send_lag_p50_ms: float = 0.0  # scheduled time → the client actually started the request
+    send_lag_p99_ms: float = 0.0
+    drain_s: float = 0.0  # end of the window → last answer
 
 
 async def sample_waits(
@@ -1120,7 +1138,7 @@ async def run_load(
     bases = [s.base_url for s in servers]
 
     async def drive(seconds: float, limit: int | None, record: bool) -> tuple[float, list[Any]]:
-        samples: list[tuple[str, int, float, bool]] = []
+        samples: list[Sample] = []
         errors: list[str] = []
         issued = 0
         deadline = time.monotonic() + seconds
@@ -1166,6 +1184,23 @@ async def run_load(
     after = cpu_snapshot([s.process.pid for s in servers])
     stop.set()
     await sampler
+    return phase_result(
+        name, concurrency, elapsed, samples, error_samples, waits, new_backends, before, after
+    )
+
+
+def phase_result(
+    name: str,
+    concurrency: int,
+    elapsed: float,
+    samples: Sequence[Sample],
+    error_samples: list[str],
+    waits: Counter[str],
+    new_backends: set[int],
+    before: CpuSnapshot,
+    after: CpuSnapshot,
+) -> PhaseResult:
+    """Latency percentiles (answers as expected only), per query kind, statuses, monitoring."""
     ok = [s for s in samples if s[3]]
     latencies = sorted(s[2] * 1000 for s in ok)
     by_kind: dict[str, list[float]] = defaultdict(list)
@@ -1187,7 +1222,7 @@ async def run_load(
         duration_s=round(elapsed, 2),
         requests=len(samples),
         errors=len(samples) - len(ok),
-        throughput_per_s=round(len(ok) / elapsed, 1),
+        throughput_per_s=round(len(ok) / max(elapsed, 1e-9), 1),
         p50_ms=round(percentile(latencies, 50), 2),
         p90_ms=round(percentile(latencies, 90), 2),
         p99_ms=round(percentile(latencies, 99), 2),
@@ -1201,6 +1236,131 @@ async def run_load(
         cpu=cpu_usage(before, after),
         # Connections the server(s) opened to the database during the phase (pool churn).
         pg_new_connections=len(new_backends),
+    )
+
+
+async def run_open_loop(
+    session: aiohttp.ClientSession,
+    servers: Sequence[Server],
+    make: MakeRequest,
+    *,
+    name: str,
+    users: int,
+    rate: float,
+    duration: float,
+    warmup: float,
+    max_in_flight: int,
+    monitor_dsn: str,
+    db: str,
+    seed: int,
+) -> OpenLoopResult:
+    """``users`` independent users, each sending requests at Poisson times (``rate`` per
+    second on average) whether or not their previous answer has arrived.
+
+    Every request is a task of its own, sent at its scheduled time; its latency counts from
+    that time, so a client or service that falls behind shows up in the figures instead of
+    slowing the arrivals down (no coordinated omission). At most ``max_in_flight`` requests
+    are outstanding; a request scheduled beyond that is not sent and counts as an error."""
+    bases = [s.base_url for s in servers]
+    in_flight = 0
+    peak = 0
+
+    async def drive(
+        seconds: float, salt: int, record: bool
+    ) -> tuple[float, float, list[Sample], list[str], list[float]]:
+        samples: list[Sample] = []
+        errors: list[str] = []
+        lags: list[float] = []
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def send(req: Request, base: str, scheduled: float) -> None:
+            nonlocal in_flight
+            sent = time.perf_counter()
+            try:
+                try:
+                    async with session.request(
+                        req.method,
+                        base + req.path,
+                        headers=req.headers,
+                        params=req.params,
+                        json=req.body,
+                    ) as resp:
+                        payload = await resp.read()
+                        status = resp.status
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    payload, status = repr(exc).encode(), 0
+                latency = time.perf_counter() - scheduled
+            finally:
+                in_flight -= 1
+            if record:
+                lags.append(sent - scheduled)
+                samples.append((req.kind, status, latency, status == req.expect))
+                if status != req.expect and len(errors) < 5:
+                    errors.append(f"{req.kind} {status}: {payload[:300]!r}")
+
+        async def user(u: int, start: float, end: float) -> None:
+            nonlocal in_flight, peak
+            arrivals = random.Random((seed * 1000 + u) * 4 + salt)
+            queries = random.Random((seed * 1000 + u) * 4 + salt + 2)
+            base = bases[u % len(bases)]
+            at = start
+            while True:
+                at += arrivals.expovariate(rate)
+                if at >= end:
+                    return
+                delay = at - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                req = make(u, queries)
+                if in_flight >= max_in_flight:
+                    if record:
+                        samples.append((req.kind, -1, 0.0, False))
+                        if len(errors) < 5:
+                            errors.append(f"{req.kind}: refused, {in_flight} in flight")
+                    continue
+                in_flight += 1
+                peak = max(peak, in_flight)
+                task = asyncio.create_task(send(req, base, at))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+        start = time.perf_counter()
+        end = start + seconds
+        await asyncio.gather(*(user(u, start, end) for u in range(users)))
+        while tasks:  # the answers still outstanding at the end of the window
+            await asyncio.gather(*list(tasks))
+        return end - start, max(time.perf_counter() - end, 0.0), samples, errors, sorted(lags)
+
+    if warmup > 0:
+        await drive(warmup, 0, False)
+    peak = 0
+    stop = asyncio.Event()
+    waits: Counter[str] = Counter()
+    new_backends: set[int] = set()
+    sampler = asyncio.create_task(sample_waits(monitor_dsn, db, stop, waits, new_backends))
+    before = cpu_snapshot([s.process.pid for s in servers])
+    window, drain, samples, error_samples, lags = await drive(duration, 1, True)
+    after = cpu_snapshot([s.process.pid for s in servers])
+    stop.set()
+    await sampler
+    base = phase_result(
+        name, users, window, samples, error_samples, waits, new_backends, before, after
+    )
+    refused = sum(1 for s in samples if s[1] == -1)
+    statuses = dict(base.statuses)
+    if refused:
+        statuses["refused"] = statuses.pop("-1")
+    return OpenLoopResult(
+        **{**asdict(base), "statuses": statuses},
+        rate_per_user=rate,
+        offered_per_s=round(users * rate, 1),
+        sent_per_s=round(len(samples) / window, 1),
+        refused=refused,
+        max_in_flight=max_in_flight,
+        peak_in_flight=peak,
+        send_lag_p50_ms=round(percentile(lags, 50) * 1000, 2),
+        send_lag_p99_ms=round(percentile(lags, 99) * 1000, 2),
+        drain_s=round(drain, 2),
     )
 
 
@@ -1464,25 +1624,61 @@ def print_summary(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             )
         )
         rows.append(("create errors", f"{create['errors']} of {create['requests']}", "", ""))
+    opn = result.get("list_open")
+    if opn:
+        rows.append(
+            (
+                f"list p50/p99 (open loop, {opn['concurrency']} users × "
+                f"{opn['rate_per_user']:g} req/s, {opn['duration_s']:.0f} s)",
+                f"{opn['p50_ms']:.1f} / {opn['p99_ms']:.1f} ms",
+                f"p99 < {TARGET_LIST_P99_MS:.0f} ms",
+                verdict(opn["p99_ms"] < TARGET_LIST_P99_MS and opn["requests"] > 0),
+            )
+        )
+        rows.append(
+            (
+                "list open loop: achieved / offered rate",
+                f"{opn['throughput_per_s']:.1f} / {opn['offered_per_s']:g} /s",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "list open loop: errors (refused)",
+                f"{opn['errors']} of {opn['requests']} ({opn['refused']})",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "list open loop: send lag p99 / peak in flight",
+                f"{opn['send_lag_p99_ms']:.1f} ms / {opn['peak_in_flight']}",
+                "",
+                "",
+            )
+        )
     lst = result.get("list")
     if lst:
         rows.append(
             (
-                f"list p99 (C={lst['concurrency']}, {lst['duration_s']:.0f} s)",
-                f"{lst['p99_ms']:.1f} ms",
-                f"< {TARGET_LIST_P99_MS:.0f} ms",
-                verdict(lst["p99_ms"] < TARGET_LIST_P99_MS and lst["requests"] > 0),
+                f"list saturation (closed loop, C={lst['concurrency']}, "
+                f"{lst['duration_s']:.0f} s) p50/p99",
+                f"{lst['p50_ms']:.1f} / {lst['p99_ms']:.1f} ms",
+                "",
+                "",
             )
         )
         rows.append(
             (
-                "list p50 / throughput",
-                f"{lst['p50_ms']:.1f} ms / {lst['throughput_per_s']:.0f} /s",
+                "list saturation: throughput",
+                f"{lst['throughput_per_s']:.0f} /s",
                 "",
                 "",
             )
         )
-        rows.append(("list errors", f"{lst['errors']} of {lst['requests']}", "", ""))
+        rows.append(("list saturation: errors", f"{lst['errors']} of {lst['requests']}", "", ""))
     sched = result.get("scheduler")
     if sched:
         for i, tick in enumerate(sched["idle"]):
@@ -1514,7 +1710,7 @@ def print_summary(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     print("-" * (width + 46))
     for metric, value, target, res in rows:
         print(f"{metric:<{width}}{value:<26}{target:<14}{res}")
-    for phase in ("create", "list"):
+    for phase in ("create", "list_open", "list"):
         data = result.get(phase)
         if not data:
             continue
@@ -1525,24 +1721,7 @@ def print_summary(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         print(f"{phase}: postgres active sessions by wait {data['pg_waits']}")
         for sample in data["error_samples"]:
             print(f"{phase}: error sample {sample}")
-        if phase == "list":
-            c = data["concurrency"]
-            single = (result.get("list_c1") or {}).get("per_kind", {})
-            print(
-                f"\n{'list query kind':<30}{'C=1 n':>7}{'C=1 p50':>9}{'C=1 p99':>9}"
-                f"{f'C={c} n':>9}{f'C={c} p50':>9}{f'C={c} p99':>9}  (ms)"
-            )
-            kinds = sorted(
-                set(data["per_kind"]) | set(single),
-                key=lambda k: -single.get(k, data["per_kind"].get(k, {})).get("p50_ms", 0),
-            )
-            for kind in kinds:
-                one = single.get(kind, {"n": 0, "p50_ms": 0.0, "p99_ms": 0.0})
-                many = data["per_kind"].get(kind, {"n": 0, "p50_ms": 0.0, "p99_ms": 0.0})
-                print(
-                    f"{kind:<30}{one['n']:>7}{one['p50_ms']:>9.1f}{one['p99_ms']:>9.1f}"
-                    f"{many['n']:>9}{many['p50_ms']:>9.1f}{many['p99_ms']:>9.1f}"
-                )
+    print_list_kinds(result)
     if sched:
         print(f"\nscheduler ticks ({sched['open_tickets']:,} open work orders):")
         for label, ticks in (("idle", sched["idle"]), ("due", sched["due"])):
@@ -1554,6 +1733,35 @@ def print_summary(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                     f"sql={tick['sql_statements']} {tick['sql_by_kind']}"
                 )
     return rows
+
+
+def print_list_kinds(result: dict[str, Any]) -> None:
+    """Per query kind p50/p99 of every list phase that ran: C=1, open loop, closed loop."""
+    phases: list[tuple[str, dict[str, dict[str, float]]]] = []
+    if result.get("list_c1"):
+        phases.append(("C=1", result["list_c1"]["per_kind"]))
+    if result.get("list_open"):
+        phases.append(("open", result["list_open"]["per_kind"]))
+    if result.get("list"):
+        phases.append((f"C={result['list']['concurrency']}", result["list"]["per_kind"]))
+    if not phases:
+        return
+    header = f"\n{'list query kind':<30}"
+    for label, _ in phases:
+        header += f"{label + ' n':>9}{label + ' p50':>10}{label + ' p99':>10}"
+    print(header + "  (ms)")
+    first = phases[0][1]
+    kinds = sorted(
+        set().union(*(set(per_kind) for _, per_kind in phases)),
+        key=lambda k: -first.get(k, {}).get("p50_ms", 0.0),
+    )
+    empty = {"n": 0, "p50_ms": 0.0, "p99_ms": 0.0}
+    for kind in kinds:
+        line = f"{kind:<30}"
+        for _, per_kind in phases:
+            row = per_kind.get(kind, empty)
+            line += f"{row['n']:>9}{row['p50_ms']:>10.1f}{row['p99_ms']:>10.1f}"
+        print(line)
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -1588,9 +1796,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--creates", type=int, default=None, help="fixed number of creates instead")
     p.add_argument("--warmup", type=float, default=3.0, help="unrecorded seconds before a phase")
     p.add_argument("--skip-create", action="store_true")
-    p.add_argument("--skip-list", action="store_true")
+    p.add_argument("--skip-list", action="store_true", help="skip every list phase")
     p.add_argument(
         "--list-c1", type=float, default=10.0, help="seconds of list queries by one client first"
+    )
+    p.add_argument(
+        "--skip-list-closed",
+        action="store_true",
+        help="skip the closed-loop list phase (--concurrency clients without think time)",
+    )
+    p.add_argument("--skip-list-open", action="store_true", help="skip the open-loop list phase")
+    p.add_argument("--list-users", type=int, default=50, help="users of the open-loop list phase")
+    p.add_argument(
+        "--list-rate",
+        type=float,
+        default=1.0,
+        help="list requests per second per user (Poisson arrivals) in the open-loop phase",
+    )
+    p.add_argument(
+        "--list-open-duration",
+        type=float,
+        default=None,
+        help="seconds of the open-loop list phase (default: --duration)",
+    )
+    p.add_argument(
+        "--list-max-in-flight",
+        type=int,
+        default=500,
+        help="open loop: outstanding requests beyond which a request is refused (an error)",
     )
     p.add_argument("--skip-scheduler", action="store_true")
     p.add_argument("--idle-ticks", type=int, default=5)
@@ -1601,6 +1834,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--db must be a plain lower-case identifier")
     if args.open > args.tickets:
         p.error("--open must not exceed --tickets")
+    if args.list_users < 1 or args.list_rate <= 0 or args.list_max_in_flight < 1:
+        p.error("--list-users, --list-rate and --list-max-in-flight must be positive")
+    if args.list_open_duration is None:
+        args.list_open_duration = args.duration
     return args
 
 
@@ -1642,9 +1879,12 @@ async def run(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
     finally:
         await conn.close()
 
-    if not (args.skip_create and args.skip_list):
+    list_closed = not (args.skip_list or args.skip_list_closed)
+    list_open = not (args.skip_list or args.skip_list_open)
+    list_c1 = not args.skip_list and args.list_c1 > 0
+    if not args.skip_create or list_closed or list_open or list_c1:
         servers: list[Server] = []
-        connector = aiohttp.TCPConnector(limit=args.concurrency + 10)
+        connector = aiohttp.TCPConnector(limit=max(args.concurrency, args.list_users) + 10)
         timeout = aiohttp.ClientTimeout(total=60)
         try:
             await start_servers(servers, args.workers, db_url, args.out, run_id)
@@ -1678,7 +1918,7 @@ async def run(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
                         f"  {create.throughput_per_s:.0f} creates/s, p50 {create.p50_ms:.1f} ms, "
                         f"p99 {create.p99_ms:.1f} ms, errors {create.errors}"
                     )
-                if not args.skip_list and args.list_c1 > 0:
+                if list_c1:
                     # One client: service time of each query kind without queueing.
                     log(f"list phase: C=1, {args.list_c1} s")
                     single = await run_load(
@@ -1692,8 +1932,8 @@ async def run(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
                     )
                     result["list_c1"] = asdict(single)
                     log(f"  {single.throughput_per_s:.0f} lists/s, p50 {single.p50_ms:.1f} ms")
-                if not args.skip_list:
-                    log(f"list phase: C={args.concurrency}, {args.duration} s")
+                if list_closed:
+                    log(f"list phase: closed loop, C={args.concurrency}, {args.duration} s")
                     lst = await run_load(
                         session,
                         servers,
@@ -1707,6 +1947,30 @@ async def run(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
                     log(
                         f"  {lst.throughput_per_s:.0f} lists/s, p50 {lst.p50_ms:.1f} ms, "
                         f"p99 {lst.p99_ms:.1f} ms, errors {lst.errors}"
+                    )
+                if list_open:
+                    log(
+                        f"list phase: open loop, {args.list_users} users x {args.list_rate:g} "
+                        f"req/s, {args.list_open_duration} s"
+                    )
+                    opn = await run_open_loop(
+                        session,
+                        servers,
+                        list_requests(actors, t0, numbers),
+                        name="list_open",
+                        users=args.list_users,
+                        rate=args.list_rate,
+                        duration=args.list_open_duration,
+                        warmup=args.warmup,
+                        max_in_flight=args.list_max_in_flight,
+                        monitor_dsn=args.pg,
+                        db=args.db,
+                        seed=args.random_seed,
+                    )
+                    result["list_open"] = asdict(opn)
+                    log(
+                        f"  {opn.throughput_per_s:.1f} lists/s (offered {opn.offered_per_s:g}), "
+                        f"p50 {opn.p50_ms:.1f} ms, p99 {opn.p99_ms:.1f} ms, errors {opn.errors}"
                     )
         finally:
             await stop_servers(servers)
@@ -1725,8 +1989,13 @@ def _pass_fail(result: dict[str, Any]) -> dict[str, bool]:
     out: dict[str, bool] = {}
     if "create" in result:
         out["creates_per_s"] = result["create"]["throughput_per_s"] >= TARGET_CREATES_PER_S
-    if "list" in result:
-        out["list_p99_ms"] = result["list"]["p99_ms"] < TARGET_LIST_P99_MS
+    if "list_open" in result:  # the target: p99 with the users of the issue, open loop
+        out["list_p99_ms"] = (
+            result["list_open"]["p99_ms"] < TARGET_LIST_P99_MS
+            and result["list_open"]["requests"] > 0
+        )
+    if "list" in result:  # closed loop: saturation, for reference
+        out["list_saturation_p99_ms"] = result["list"]["p99_ms"] < TARGET_LIST_P99_MS
     if "scheduler" in result:
         ticks = result["scheduler"]["idle"] + result["scheduler"]["due"]
         out["tick_ms"] = bool(ticks) and all(t["ms"] < TARGET_TICK_MS for t in ticks)

@@ -45,3 +45,26 @@ async def test_a_creation_date_range_pages_newest_first_without_losing_or_repeat
         status, body = await api.call("GET", f"/api/tickets?cursor={cursor}", api.admin)
         assert status == 422
     assert seen == list(reversed(numbers))
+
+
+async def test_an_sla_state_filter_pages_newest_first_without_losing_or_repeating(
+    api: Api,
+) -> None:
+    numbers = []
+    for _ in range(5):
+        status, t = await api.call("POST", "/api/tickets", api.admin, json=ticket_payload())
+        assert status == 201
+        numbers.append(t["number"])
+    seen: list[str] = []
+    cursor = None
+    while True:
+        query = "sla_state=ok&limit=2" + (f"&cursor={cursor}" if cursor else "")
+        status, page = await api.call("GET", f"/api/tickets?{query}", api.admin)
+        assert status == 200, page
+        seen += [t["number"] for t in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(numbers))
+    status, page = await api.call("GET", "/api/tickets?sla_state=breached", api.admin)
+    assert status == 200 and page["items"] == []

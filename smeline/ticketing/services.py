@@ -649,7 +649,6 @@ class TicketService:
             (Ticket.window_code, q.window_code),
             (Ticket.category_code, q.category_code),
             (Ticket.assignee_id, q.assignee_id),
-            (Ticket.sla_state, q.sla_state.value if q.sla_state else None),
             (Ticket.priority, q.priority.value if q.priority else None),
         ):
             if value is not None:
@@ -684,7 +683,18 @@ class TicketService:
             else:
                 stmt = stmt.where(Ticket.id < after)
         if by_date:
+            if q.sla_state is not None:
+                stmt = stmt.where(Ticket.sla_state == q.sla_state.value)
             stmt = stmt.order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        elif q.sla_state is not None:
+            # Written as a range on purpose. With ``sla_state = 'breached'`` PostgreSQL
+            # expects a third of all rows to match and walks the primary key backwards,
+            # but breaches cluster in old work orders: it read 90,000 rows for 50 (100 ms).
+            # A range cannot give id order without (sla_state, id), so that index is used
+            # and 50 rows cost 50 index entries (under 1 ms).
+            state = q.sla_state.value
+            stmt = stmt.where(Ticket.sla_state >= state, Ticket.sla_state <= state)
+            stmt = stmt.order_by(Ticket.sla_state.desc(), Ticket.id.desc())
         else:
             stmt = stmt.order_by(Ticket.id.desc())
         stmt = stmt.limit(q.limit + 1)
