@@ -253,18 +253,26 @@ class SlaScheduler:
     async def _escalation_users(
         self, db: AsyncSession, county_code: str, cache: dict[str, list[User]]
     ) -> list[User]:
-        """Escalation recipients of a county, looked up once per tick (a catch-up tick
-        after downtime raises many events for the same few people)."""
-        users = cache.get(county_code)
-        if users is None:
-            users = []
-            for role in self._escalate_to:
-                stmt = select(User).where(User.role == role.value, User.active.is_(True))
-                if role is Role.COUNTY_ADMIN:
-                    stmt = stmt.where(User.county_code == county_code)
-                users.extend(await db.scalars(stmt))
-            cache[county_code] = users
-        return users
+        """Escalation recipients of a county. All of them are read once per tick (a
+        catch-up tick after downtime raises many events for the same few people)."""
+        if not cache:
+            everyone = await db.scalars(
+                select(User).where(
+                    User.role.in_([r.value for r in self._escalate_to]),
+                    User.active.is_(True),
+                )
+            )
+            cache[""] = []  # marks the cache as filled
+            city_wide: list[User] = []
+            by_county: dict[str, list[User]] = {}
+            for user in everyone:
+                if user.role == Role.COUNTY_ADMIN.value:
+                    by_county.setdefault(user.county_code or "", []).append(user)
+                else:
+                    city_wide.append(user)
+            cache.update({county: users + city_wide for county, users in by_county.items()})
+            cache["*"] = city_wide
+        return cache.get(county_code, cache["*"])
 
     async def _raise_all(self, db: AsyncSession, now: datetime, result: TickResult) -> None:
         """Raises every event of the tick with a handful of statements, whatever their
@@ -305,7 +313,8 @@ class SlaScheduler:
             if user_id is not None
         }
         if people:
-            await db.execute(select(User).where(User.id.in_(people)))
+            # Fetched, so they sit in the session's identity map for db.get below.
+            (await db.scalars(select(User).where(User.id.in_(people)))).all()
         history: list[dict[str, Any]] = []
         escalations: list[dict[str, Any]] = []
         notifications: list[dict[str, Any]] = []
