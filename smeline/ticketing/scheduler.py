@@ -231,6 +231,7 @@ class SlaScheduler:
         handoff: Handoff | None,
         level: Level,
         cache: dict[str, list[User]],
+        known: dict[int, User],
     ) -> tuple[list[User], list[User]]:
         """(people told, people escalated to). A breach escalates; a warning only tells."""
         told: dict[int, User] = {}
@@ -239,7 +240,7 @@ class SlaScheduler:
             handoff.from_user_id if handoff and level is Level.BREACH else None,
         ):
             if user_id is not None:
-                user = await db.get(User, user_id)
+                user = known.get(user_id)
                 if user is not None and user.active:
                     told[user.id] = user
         escalated: list[User] = []
@@ -312,9 +313,9 @@ class SlaScheduler:
             )
             if user_id is not None
         }
+        known: dict[int, User] = {}
         if people:
-            # Fetched, so they sit in the session's identity map for db.get below.
-            (await db.scalars(select(User).where(User.id.in_(people)))).all()
+            known = {u.id: u for u in await db.scalars(select(User).where(User.id.in_(people)))}
         history: list[dict[str, Any]] = []
         escalations: list[dict[str, Any]] = []
         notifications: list[dict[str, Any]] = []
@@ -335,7 +336,7 @@ class SlaScheduler:
                 }
             )
             told, escalated = await self._recipients(
-                db, ticket, d.handoff, due.level, result.recipient_cache
+                db, ticket, d.handoff, due.level, result.recipient_cache, known
             )
             escalations += [
                 {
