@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time as time_module
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -233,3 +234,38 @@ def ticket_payload(**overrides: Any) -> dict[str, Any]:
     }
     payload.update(overrides)
     return payload
+
+
+async def row_counts(api: Api) -> dict[str, int]:
+    url = api.client.server.app[keys.SETTINGS].database_url
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        tables = [
+            r["tablename"]
+            for r in await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> 'alembic_version' ORDER BY tablename"
+            )
+        ]
+        counts = {}
+        for table in tables:
+            counts[table] = await conn.fetchval(f'SELECT count(*) FROM "{table}"')  # noqa: S608
+        return counts
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def process_tz_utc() -> Iterator[None]:
+    """Run the test with the process time zone set to UTC, restoring it afterwards."""
+    previous = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time_module.tzset()
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = previous
+        time_module.tzset()

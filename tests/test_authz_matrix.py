@@ -11,11 +11,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import pytest
 
 from smeline import keys
-from tests.conftest import STRONG_PASSWORD, Actor, Api, ticket_payload
+from tests.conftest import STRONG_PASSWORD, Actor, Api, row_counts, ticket_payload
 
 ROLES = ("admin", "county_admin", "supervisor", "agent", "expert", "agency", "editor", "analyst")
 
@@ -284,27 +283,6 @@ BUILDERS: dict[tuple[str, str], Builder] = {
     ("POST", "/api/calendar/years/{year}/confirm"): _confirm_year,
     ("GET", "/api/notifications"): _notifications,
 }
-
-
-async def row_counts(api: Api) -> dict[str, int]:
-    url = api.client.server.app[keys.SETTINGS].database_url.replace(
-        "postgresql+asyncpg", "postgresql"
-    )
-    conn = await asyncpg.connect(url)
-    try:
-        tables = [
-            r["tablename"]
-            for r in await conn.fetch(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                "AND tablename <> 'alembic_version' ORDER BY tablename"
-            )
-        ]
-        counts = {}
-        for table in tables:
-            counts[table] = await conn.fetchval(f'SELECT count(*) FROM "{table}"')  # noqa: S608
-        return counts
-    finally:
-        await conn.close()
 
 
 async def test_every_registered_endpoint_has_an_expectation_and_a_request(api: Api) -> None:

@@ -8,28 +8,9 @@ from typing import Any
 import asyncpg
 
 from smeline import keys
-from tests.conftest import STRONG_PASSWORD, Api, ticket_payload
+from tests.conftest import STRONG_PASSWORD, Api, row_counts, ticket_payload
 
 VALID_CREDIT_CODE = "91350100M000100Y43"
-
-
-async def row_counts(api: Api) -> dict[str, int]:
-    url = api.client.server.app[keys.SETTINGS].database_url
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        tables = [
-            r["tablename"]
-            for r in await conn.fetch(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                "AND tablename <> 'alembic_version' ORDER BY tablename"
-            )
-        ]
-        counts = {}
-        for table in tables:
-            counts[table] = await conn.fetchval(f'SELECT count(*) FROM "{table}"')  # noqa: S608
-        return counts
-    finally:
-        await conn.close()
 
 
 def assert_error(

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import time as time_module
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -33,22 +32,6 @@ def bj(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datet
 @pytest.fixture
 def cal() -> BusinessCalendar:
     return BusinessCalendar()
-
-
-@pytest.fixture
-def process_tz_utc() -> Iterator[None]:
-    """Run the test with the process time zone set to UTC, restoring it afterwards."""
-    previous = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time_module.tzset()
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = previous
-        time_module.tzset()
 
 
 # ---------------------------------------------------------------- basic hours

@@ -9,13 +9,10 @@ Saturday 10-11 adjusted working days (调休).
 from __future__ import annotations
 
 import json
-import os
 import time as time_module
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from hypothesis import given, settings
@@ -76,22 +73,6 @@ async def act(
     api: Api, p: Principal, ticket_id: int, action: Action, now: datetime, **kw: Any
 ) -> Any:
     return await service(api).act(p, ticket_id, ActionIn(action=action, **kw), now=now)
-
-
-@pytest.fixture
-def process_tz_utc() -> Iterator[None]:
-    """The process runs with TZ=UTC (as in many containers); restored afterwards."""
-    previous = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time_module.tzset()
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = previous
-        time_module.tzset()
 
 
 # ------------------------------------------------------------------ policies, due times
