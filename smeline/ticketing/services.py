@@ -109,6 +109,7 @@ _PG_NEXT_NUMBER = text(
 _TICKETS = cast(Table, Ticket.__table__)
 _INSERT_TICKET = insert(_TICKETS).returning(_TICKETS.c.id)
 _INSERT_HISTORY = insert(cast(Table, TicketHistory.__table__))
+_HISTORY_BUFFER = "smeline.ticket_history"
 
 _TICKET_COLUMNS = tuple(
     (c.key, c.default is not None) for c in Ticket.__table__.columns if c.key != "id"
@@ -241,18 +242,28 @@ class TicketService:
         to_value: Any = None,
         note: str | None = None,
     ) -> None:
-        db.add(
-            TicketHistory(
-                ticket_id=ticket.id,
-                at=now,
-                actor_id=actor_id,
-                action=action,
-                field=field,
-                from_value=None if from_value is None else str(from_value),
-                to_value=None if to_value is None else str(to_value),
-                note=note,
-            )
+        # Buffered and written with one executemany at commit (``_commit``): cheaper than
+        # the ORM's unit of work for rows that are only ever inserted.
+        rows: list[dict[str, Any]] = db.info.setdefault(_HISTORY_BUFFER, [])
+        rows.append(
+            {
+                "ticket_id": ticket.id,
+                "at": now,
+                "actor_id": actor_id,
+                "action": action,
+                "field": field,
+                "from_value": None if from_value is None else str(from_value),
+                "to_value": None if to_value is None else str(to_value),
+                "note": note,
+            }
         )
+
+    @staticmethod
+    async def _commit(db: AsyncSession) -> None:
+        rows = db.info.pop(_HISTORY_BUFFER, None)
+        if rows:
+            await db.execute(_INSERT_HISTORY, rows)
+        await db.commit()
 
     async def _next_number(self, now: datetime) -> str:
         """The day's next number, taken in a transaction of its own.
@@ -284,7 +295,7 @@ class TicketService:
                 .returning(TicketDayCounter.last)
             )
             seq = (await db.execute(stmt)).scalar_one()
-            await db.commit()
+            await self._commit(db)
         return format_number(self._prefix, day, seq)
 
     def _check_codes(
@@ -416,16 +427,7 @@ class TicketService:
             # A plain INSERT: the ORM's unit of work costs more than the rest of a create,
             # and a new row has nothing for it to track. The object stays transient.
             ticket.id = (await db.execute(_INSERT_TICKET, _column_values(ticket))).scalar_one()
-            await db.execute(
-                _INSERT_HISTORY,
-                {
-                    "ticket_id": ticket.id,
-                    "at": now,
-                    "actor_id": p.user_id,
-                    "action": "created",
-                    "to_value": S.NEW.value,
-                },
-            )
+            self._history(db, ticket, p.user_id, "created", now, to_value=S.NEW.value)
             change.events.append(
                 (ev.TICKET_CREATED, ev.TicketEvent(**self._event(ticket, p.user_id)))
             )
@@ -433,7 +435,7 @@ class TicketService:
                 await self._record_assignment(
                     db, ticket, assignee, p.user_id, now, change, None, S.NEW.value, note=None
                 )
-            await db.commit()
+            await self._commit(db)
             # A new work order has no handoff: no need to ask the database.
             out = self.to_out(ticket, p, now)
         await self._publish(change)
@@ -836,7 +838,7 @@ class TicketService:
             change.events.append(
                 (ev.TICKET_UPDATED, ev.TicketEvent(**self._event(ticket, p.user_id)))
             )
-            await db.commit()
+            await self._commit(db)
             out = await self._out(db, ticket, p, now)
         await self._publish(change)
         return out
@@ -883,7 +885,7 @@ class TicketService:
                     ),
                 )
             )
-            await db.commit()
+            await self._commit(db)
             out = await self._out(db, ticket, p, now)
         await self._publish(change)
         logger.info(
@@ -1176,7 +1178,7 @@ class TicketService:
                     ),
                 )
             )
-            await db.commit()
+            await self._commit(db)
         await self._publish(change)
         return comment
 
@@ -1228,7 +1230,7 @@ class TicketService:
                 field="share",
                 to_value=f"user:{data.user_id}" if data.user_id else f"county:{data.county_code}",
             )
-            await db.commit()
+            await self._commit(db)
             return share
 
 
