@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from smeline.auth.models import Role, User
 from smeline.auth.permissions import Permission, Principal
 from smeline.bus import EventBus
-from smeline.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
+from smeline.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from smeline.masking import mask_phone
 from smeline.notifications.services import Outbox
 from smeline.reference.services import ReferenceService
@@ -27,7 +27,6 @@ from smeline.ticketing import events as ev
 from smeline.ticketing.calendar import BUSINESS_TZ, BusinessCalendar
 from smeline.ticketing.calendar_service import CalendarService, parse_hours
 from smeline.ticketing.models import (
-    OPEN_STATUSES,
     CommentKind,
     Handoff,
     ServiceMode,
@@ -1234,10 +1233,3 @@ class TicketService:
             )
             await self._commit(db)
             return share
-
-
-def is_open(status: str) -> bool:
-    return status in OPEN_STATUSES
-
-
-__all__ = ["ApiError", "TicketService", "is_open"]
