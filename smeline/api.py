@@ -15,7 +15,13 @@ from typing import Annotated, Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from smeline.errors import BadRequest, NotFound, ValidationFailed, validation_details
+from smeline.errors import (
+    BadRequest,
+    NotFound,
+    ValidationFailed,
+    field_error,
+    validation_details,
+)
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -133,7 +139,7 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     if not isinstance(data, dict):
         raise ValidationFailed(
             "Body must be a JSON object",
-            details=[{"field": "", "type": "object_type", "message": "expected an object"}],
+            details=[field_error("", "object_type", "expected an object")],
         )
     _refuse_nul(data)
     try:
@@ -168,7 +174,7 @@ def _refuse_nul(data: dict[str, Any]) -> None:
         elif isinstance(value, str) and "\x00" in value:
             raise ValidationFailed(
                 "Text may not contain NUL characters",
-                details=[{"field": path, "type": "nul_character", "message": "contains NUL"}],
+                details=[field_error(path, "nul_character", "contains NUL")],
             )
 
 

@@ -77,6 +77,11 @@ class TooManyRequests(ApiError):
     error_id = "too_many_requests"
 
 
+def field_error(field: str, kind: str, message: str | None = None) -> dict[str, str]:
+    """One entry of ``details`` of a 422: the same shape as pydantic's field errors."""
+    return {"field": field, "type": kind, "message": message or kind.replace("_", " ")}
+
+
 def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     """Field messages without echoing the (possibly huge or hostile) input back."""
     return [

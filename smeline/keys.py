@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from smeline.api import API_SPECS
+from smeline.api import API_SPECS as API_SPECS  # defined there: api.py registers routes
 from smeline.auth.services import AuthService, UserService
 from smeline.bus import EventBus, EventRegistry
 from smeline.config import Settings
@@ -34,5 +34,3 @@ OUTBOX = web.AppKey("outbox", Outbox)
 POLICIES = web.AppKey("policies", PolicyBook)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 OPENAPI_DOCUMENT = web.AppKey("openapi_document", dict[str, Any])
-
-__all__ = ["API_SPECS"]

@@ -19,7 +19,14 @@ from smeline.auth.models import AuthSession, LoginFailure, Role, User
 from smeline.auth.passwords import Passwords
 from smeline.auth.permissions import Principal
 from smeline.auth.schemas import UserCreateIn, UserListQuery, UserUpdateIn
-from smeline.errors import Conflict, NotFound, TooManyRequests, Unauthorized, ValidationFailed
+from smeline.errors import (
+    Conflict,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    ValidationFailed,
+    field_error,
+)
 from smeline.reference.data import CITY_CODE
 from smeline.reference.models import County, Window
 
@@ -231,7 +238,7 @@ class AuthService:
             if await self._passwords.verify(user.password_hash, new):
                 raise ValidationFailed(
                     "New password must differ from the current one",
-                    details=[_field_error("new_password", "password_reused")],
+                    details=[field_error("new_password", "password_reused")],
                 )
             user.password_hash = await self._passwords.hash(new)
             user.must_change_password = False
@@ -253,18 +260,14 @@ class AuthService:
         )
 
 
-def _field_error(field: str, kind: str, message: str | None = None) -> dict[str, str]:
-    return {"field": field, "type": kind, "message": message or kind.replace("_", " ")}
-
-
 def check_password_quality(password: str, username: str) -> None:
     problems = []
     if len(password) < 10:
-        problems.append(_field_error("new_password", "too_short", "at least 10 characters"))
+        problems.append(field_error("new_password", "too_short", "at least 10 characters"))
     if username.lower() in password.lower():
-        problems.append(_field_error("new_password", "contains_username"))
+        problems.append(field_error("new_password", "contains_username"))
     if len(set(password)) < 5:
-        problems.append(_field_error("new_password", "too_simple"))
+        problems.append(field_error("new_password", "too_simple"))
     if problems:
         raise ValidationFailed("Password is too weak", details=problems)
 
@@ -307,7 +310,7 @@ class UserService:
                 raise Conflict(
                     "Username is taken",
                     error_id="username_taken",
-                    details=[_field_error("username", "taken")],
+                    details=[field_error("username", "taken")],
                 ) from exc
             logger.info("user created user_id=%s role=%s", user.id, user.role)
             return user, password
@@ -332,7 +335,7 @@ class UserService:
                     value = getattr(data, name)
                     if value is None and name in ("display_name", "active"):
                         raise ValidationFailed(
-                            "Field may not be null", details=[_field_error(name, "null")]
+                            "Field may not be null", details=[field_error(name, "null")]
                         )
                     setattr(user, name, value)
             if "active" in fields and data.active is False:
@@ -387,27 +390,27 @@ class UserService:
             if county_code is None or county_code == CITY_CODE:
                 raise ValidationFailed(
                     "A county admin needs one county",
-                    details=[_field_error("county_code", "missing", "one of the eight counties")],
+                    details=[field_error("county_code", "missing", "one of the eight counties")],
                 )
             if await db.get(County, county_code) is None:
                 raise ValidationFailed(
-                    "Unknown county", details=[_field_error("county_code", "unknown")]
+                    "Unknown county", details=[field_error("county_code", "unknown")]
                 )
             return county_code, None
         if role is Role.AGENT:
             if window_code is None:
                 raise ValidationFailed(
-                    "An agent needs a window", details=[_field_error("window_code", "missing")]
+                    "An agent needs a window", details=[field_error("window_code", "missing")]
                 )
             if await db.get(Window, window_code) is None:
                 raise ValidationFailed(
-                    "Unknown window", details=[_field_error("window_code", "unknown")]
+                    "Unknown window", details=[field_error("window_code", "unknown")]
                 )
             return None, window_code
         if county_code is not None or window_code is not None:
             field = "county_code" if county_code is not None else "window_code"
             raise ValidationFailed(
                 f"Role {role.value} has no county or window",
-                details=[_field_error(field, "not_allowed")],
+                details=[field_error(field, "not_allowed")],
             )
         return None, None

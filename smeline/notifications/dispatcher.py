@@ -158,29 +158,14 @@ class Dispatcher:
     async def _deliver(self, n: Notification, now: datetime, our_lease: datetime) -> str:
         sender = self.senders.get(n.channel)
         if sender is None:
-            return await self._finish(
-                n,
-                our_lease,
-                "failed",
-                status=NotificationStatus.FAILED.value,
-                last_error=f"no sender for channel {n.channel}",
-                locked_until=None,
-            )
+            return await self._fail(n, our_lease, f"no sender for channel {n.channel}")
         attempts = n.attempts + 1
         try:
             await sender.send(n)
         except PermanentSendError as exc:
             error = _error_text(exc)
             logger.warning("notification %s via %s rejected: %s", n.id, n.channel, error)
-            return await self._finish(
-                n,
-                our_lease,
-                "failed",
-                status=NotificationStatus.FAILED.value,
-                attempts=attempts,
-                last_error=error,
-                locked_until=None,
-            )
+            return await self._fail(n, our_lease, error, attempts=attempts)
         except Exception as exc:
             # SendError is the expected case; anything else is a sender bug, retried the
             # same way so that it neither wedges the batch nor loses the row.
@@ -197,15 +182,7 @@ class Dispatcher:
                     attempts,
                     error,
                 )
-                return await self._finish(
-                    n,
-                    our_lease,
-                    "failed",
-                    status=NotificationStatus.FAILED.value,
-                    attempts=attempts,
-                    last_error=error,
-                    locked_until=None,
-                )
+                return await self._fail(n, our_lease, error, attempts=attempts)
             retry_at = now + backoff(attempts)
             logger.info(
                 "notification %s via %s attempt %s/%s failed, retry at %s: %s",
@@ -223,7 +200,6 @@ class Dispatcher:
                 attempts=attempts,
                 last_error=error,
                 next_attempt_at=retry_at,
-                locked_until=None,
             )
         return await self._finish(
             n,
@@ -232,18 +208,25 @@ class Dispatcher:
             status=NotificationStatus.SENT.value,
             attempts=attempts,
             sent_at=now,
-            locked_until=None,
         )
+
+    async def _fail(
+        self, n: Notification, our_lease: datetime, error: str, *, attempts: int | None = None
+    ) -> str:
+        values: dict[str, Any] = {"status": NotificationStatus.FAILED.value, "last_error": error}
+        if attempts is not None:
+            values["attempts"] = attempts
+        return await self._finish(n, our_lease, "failed", **values)
 
     async def _finish(
         self, n: Notification, our_lease: datetime, outcome: str, **values: Any
     ) -> str:
-        """Records an outcome only if the row is still under our lease."""
+        """Records an outcome (and ends the lease) only if the row is still under our lease."""
         async with self.sessionmaker() as db, db.begin():
             result = await db.execute(
                 update(Notification)
                 .where(Notification.id == n.id, Notification.locked_until == our_lease)
-                .values(**values)
+                .values(**values, locked_until=None)
                 .execution_options(synchronize_session=False)
             )
             updated = int(getattr(result, "rowcount", 0) or 0)

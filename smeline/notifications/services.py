@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from smeline.auth.models import User
+from smeline.db import dialect_insert
 from smeline.notifications.models import Notification, NotificationStatus
 from smeline.notifications.templates import render
 
@@ -112,8 +112,7 @@ class Outbox:
     @staticmethod
     async def insert_rows(db: AsyncSession, rows: list[dict[str, Any]]) -> int:
         """Inserts outbox rows; rows whose ``dedupe_key`` exists already are skipped."""
-        dialect = db.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = dialect_insert(db)
         added = 0
         for start in range(0, len(rows), 1000):
             stmt = (

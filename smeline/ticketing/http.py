@@ -21,7 +21,7 @@ from smeline.api import (
 from smeline.auth.middleware import principal_of
 from smeline.auth.permissions import Permission
 from smeline.db import utcnow
-from smeline.errors import NotFound, ValidationFailed
+from smeline.errors import NotFound, ValidationFailed, field_error
 from smeline.ticketing import policies
 from smeline.ticketing.calendar_service import CalendarService
 from smeline.ticketing.models import Priority
@@ -328,9 +328,7 @@ async def put_policy(request: web.Request) -> web.StreamResponse:
     if data.resolution_min < data.first_response_min:
         raise ValidationFailed(
             "Resolution target must not be shorter than first response",
-            details=[
-                {"field": "resolution_min", "type": "too_short", "message": ">= first_response_min"}
-            ],
+            details=[field_error("resolution_min", "too_short", ">= first_response_min")],
         )
     if (
         data.category_code is not None
@@ -338,7 +336,7 @@ async def put_policy(request: web.Request) -> web.StreamResponse:
     ):
         raise ValidationFailed(
             "Unknown category",
-            details=[{"field": "category_code", "type": "unknown", "message": "no such category"}],
+            details=[field_error("category_code", "unknown", "no such category")],
         )
     row = await policies.upsert_policy(
         request.app[keys.SESSIONMAKER],

@@ -21,17 +21,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Table, select, text
-from sqlalchemy import insert as insert_statement
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from smeline.auth.models import Role, User
 from smeline.bus import EventBus
-from smeline.db import utcnow
+from smeline.db import dialect_insert, utcnow
 from smeline.notifications.services import Outbox
 from smeline.notifications.templates import CLOCK_NAMES
 from smeline.ticketing import events as ev
@@ -44,12 +42,10 @@ from smeline.ticketing.models import (
     TicketHistory,
     TicketStatus,
 )
-from smeline.ticketing.services import TicketService
+from smeline.ticketing.services import INSERT_HISTORY, TicketService
 from smeline.ticketing.sla import DueEvent, Level, SlaRules
 
 logger = logging.getLogger(__name__)
-
-_INSERT_HISTORY = insert_statement(cast(Table, TicketHistory.__table__))
 
 T = TypeVar("T")
 
@@ -280,7 +276,7 @@ class SlaScheduler:
         number: a tick after downtime may have hundreds."""
         if not result.due:
             return
-        insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+        insert = dialect_insert(db)
         raised: dict[str, int] = {}
         for chunk in _chunks(result.due, 500):
             rows = await db.execute(
@@ -385,7 +381,7 @@ class SlaScheduler:
                 )
             )
         if history:
-            await db.execute(_INSERT_HISTORY, history)
+            await db.execute(INSERT_HISTORY, history)
         for batch in _chunks(escalations, 1000):
             inserted = await db.execute(
                 insert(Escalation)

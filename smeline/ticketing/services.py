@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from smeline.auth.models import Role, User
 from smeline.auth.permissions import Permission, Principal
 from smeline.bus import EventBus
-from smeline.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from smeline.errors import Conflict, Forbidden, NotFound, ValidationFailed, field_error
 from smeline.masking import mask_phone
 from smeline.notifications.services import Outbox
 from smeline.reference.services import ReferenceService
@@ -107,7 +107,7 @@ _PG_NEXT_NUMBER = text(
 # ORM's per-value coercion that ``insert(Ticket).values(...)`` goes through.
 _TICKETS = cast(Table, Ticket.__table__)
 _INSERT_TICKET = insert(_TICKETS).returning(_TICKETS.c.id)
-_INSERT_HISTORY = insert(cast(Table, TicketHistory.__table__))
+INSERT_HISTORY = insert(cast(Table, TicketHistory.__table__))
 _HISTORY_BUFFER = "smeline.ticket_history"
 
 _TICKET_COLUMNS = tuple(
@@ -137,11 +137,7 @@ def _parse_cursor(cursor: str, by_date: bool) -> int | tuple[datetime, int]:
             return int(cursor)
     except (ValueError, OverflowError, OSError):
         pass
-    raise ValidationFailed("Bad cursor", details=_field_error("cursor", "invalid", "not a cursor"))
-
-
-def _field_error(name: str, kind: str, message: str) -> list[dict[str, str]]:
-    return [{"field": name, "type": kind, "message": message}]
+    raise ValidationFailed("Bad cursor", details=[field_error("cursor", "invalid", "not a cursor")])
 
 
 @dataclass
@@ -263,7 +259,7 @@ class TicketService:
         if rows:
             # One row (most changes) as a plain execute: asyncpg's executemany path
             # costs noticeably more for a single row.
-            await db.execute(_INSERT_HISTORY, rows[0] if len(rows) == 1 else rows)
+            await db.execute(INSERT_HISTORY, rows[0] if len(rows) == 1 else rows)
         await db.commit()
 
     async def _next_number(self, now: datetime) -> str:
@@ -278,17 +274,15 @@ class TicketService:
         """
         day = day_key(now, BUSINESS_TZ)
         async with self._sessionmaker() as db:
-            postgres = db.get_bind().dialect.name == "postgresql"
-            if postgres:
+            if db.get_bind().dialect.name == "postgresql":
                 # Autocommit: PostgreSQL commits inside the statement, so the row lock is
                 # never held across a round trip (a busy event loop may take milliseconds
                 # to send a COMMIT, and every other create would wait that long).
                 conn = await db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
                 seq = (await conn.execute(_PG_NEXT_NUMBER, {"day": day})).scalar_one()
                 return format_number(self._prefix, day, seq)
-            insert = sqlite.insert
             stmt = (
-                insert(TicketDayCounter)
+                sqlite.insert(TicketDayCounter)
                 .values(day=day, last=1)
                 .on_conflict_do_update(
                     index_elements=["day"], set_={"last": TicketDayCounter.last + 1}
@@ -296,7 +290,7 @@ class TicketService:
                 .returning(TicketDayCounter.last)
             )
             seq = (await db.execute(stmt)).scalar_one()
-            await self._commit(db)
+            await db.commit()
         return format_number(self._prefix, day, seq)
 
     def _check_codes(
@@ -316,7 +310,7 @@ class TicketService:
         ):
             if value is not None and value not in table:
                 raise ValidationFailed(
-                    f"Unknown {name}", details=_field_error(name, "unknown", f"no such {name}")
+                    f"Unknown {name}", details=[field_error(name, "unknown", f"no such {name}")]
                 )
 
     async def _assignable(self, db: AsyncSession, user_id: int) -> User:
@@ -324,7 +318,7 @@ class TicketService:
         if user is None or not user.active or Role(user.role) not in ASSIGNABLE_ROLES:
             raise ValidationFailed(
                 "Cannot assign to that user",
-                details=_field_error("assignee_id", "not_assignable", "no such active desk user"),
+                details=[field_error("assignee_id", "not_assignable", "no such active desk user")],
             )
         return user
 
@@ -790,7 +784,7 @@ class TicketService:
                 "links",
             ):
                 raise ValidationFailed(
-                    "Field may not be null", details=_field_error(name, "null", "required")
+                    "Field may not be null", details=[field_error(name, "null", "required")]
                 )
         self._check_codes(category=data.category_code, channel=data.channel_code)
         change = Change()
@@ -950,7 +944,7 @@ class TicketService:
             if data.assignee_id is None:
                 raise ValidationFailed(
                     "assign needs assignee_id",
-                    details=_field_error("assignee_id", "missing", "required for assign"),
+                    details=[field_error("assignee_id", "missing", "required for assign")],
                 )
             assignee = await self._assignable(db, data.assignee_id)
             if p.role is Role.AGENT and not self._same_window_or_self(p, assignee):
@@ -1012,7 +1006,7 @@ class TicketService:
             if not data.resolution:
                 raise ValidationFailed(
                     "resolve needs a resolution",
-                    details=_field_error("resolution", "missing", "required for resolve"),
+                    details=[field_error("resolution", "missing", "required for resolve")],
                 )
             ticket.resolution = data.resolution
             ticket.resolved_at = now
@@ -1065,15 +1059,17 @@ class TicketService:
         if data.to_user_id is None:
             raise ValidationFailed(
                 "transfer needs to_user_id",
-                details=_field_error("to_user_id", "missing", "required for transfer"),
+                details=[field_error("to_user_id", "missing", "required for transfer")],
             )
         target = await db.get(User, data.to_user_id)
         if target is None or not target.active or Role(target.role) not in TRANSFER_TARGET_ROLES:
             raise ValidationFailed(
                 "Cannot transfer to that user",
-                details=_field_error(
-                    "to_user_id", "not_transferable", "an active agency, expert or desk user"
-                ),
+                details=[
+                    field_error(
+                        "to_user_id", "not_transferable", "an active agency, expert or desk user"
+                    )
+                ],
             )
         if target.id == ticket.assignee_id:
             raise Conflict("Already with that user", error_id="already_assigned")
@@ -1192,14 +1188,14 @@ class TicketService:
         if (data.user_id is None) == (data.county_code is None):
             raise ValidationFailed(
                 "Give exactly one of user_id and county_code",
-                details=_field_error("user_id", "one_of", "user_id or county_code"),
+                details=[field_error("user_id", "one_of", "user_id or county_code")],
             )
         self._check_codes(county=data.county_code)
         async with self._sessionmaker() as db:
             ticket = await self._load(db, p, ticket_id, for_update=True)
             if data.user_id is not None and await db.get(User, data.user_id) is None:
                 raise ValidationFailed(
-                    "No such user", details=_field_error("user_id", "unknown", "no such user")
+                    "No such user", details=[field_error("user_id", "unknown", "no such user")]
                 )
             existing = await db.scalar(
                 select(TicketShare).where(
