@@ -1,0 +1,193 @@
+"""AMI wire format: framing and parsing, no I/O.
+
+What the recordings in ``../shared/asterisk/`` show, and what this parser
+therefore expects:
+
+- the connection opens with one banner line ``Asterisk Call Manager/11.0.0\\r\\n``
+  and no blank line after it;
+- every message is ``Key: Value`` lines ending in ``\\r\\n`` and the message ends
+  with an empty line (``\\r\\n\\r\\n``);
+- keys can repeat (``Output:`` lines of a ``Command`` reply), so a message is an
+  ordered list of pairs, not a dict;
+- empty values arrive as ``Key: `` with a trailing space;
+- a message that carries ``Event:`` is an event even when it also has
+  ``Response:`` (``OriginateResponse``).
+
+Bytes are split into messages *before* decoding, so a multi-byte UTF-8
+character (a Chinese caller name) split across two TCP reads is decoded whole —
+panoramisk decodes each read separately with ``errors='ignore'`` and loses it.
+Lone LF line endings are accepted too: Asterisk never sends them (not recorded),
+but being lenient on input costs nothing and a test double may.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+BANNER_PREFIX = b"Asterisk Call Manager/"
+#: A message larger than this is treated as a protocol error (a runaway peer),
+#: so a broken connection cannot make the reader buffer without limit. The
+#: largest recorded message (a ``Command`` output) is far below it.
+MAX_MESSAGE_BYTES = 1 << 20
+
+_MESSAGE_END = re.compile(rb"\r?\n\r?\n")
+
+
+class AmiProtocolError(Exception):
+    """The peer sent something that is not AMI."""
+
+
+@dataclass(frozen=True, slots=True)
+class AmiMessage:
+    """One AMI message: ordered ``(key, value)`` pairs, keys may repeat."""
+
+    fields: tuple[tuple[str, str], ...]
+    _index: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        index = self._index
+        for key, value in self.fields:
+            index.setdefault(key.lower(), value)
+
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[str, str]] | dict[str, str]) -> AmiMessage:
+        items = pairs.items() if isinstance(pairs, dict) else pairs
+        return cls(tuple((str(k), str(v)) for k, v in items))
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        """First value of ``key`` (case-insensitive, as Asterisk treats headers)."""
+        return self._index.get(key.lower(), default)
+
+    def __getitem__(self, key: str) -> str:
+        value = self._index.get(key.lower())
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.lower() in self._index
+
+    def get_all(self, key: str) -> list[str]:
+        wanted = key.lower()
+        return [v for k, v in self.fields if k.lower() == wanted]
+
+    @property
+    def event(self) -> str | None:
+        return self.get("Event")
+
+    @property
+    def is_event(self) -> bool:
+        return "event" in self._index
+
+    @property
+    def is_response(self) -> bool:
+        return not self.is_event and "response" in self._index
+
+    @property
+    def action_id(self) -> str | None:
+        return self.get("ActionID")
+
+    def as_dict(self) -> dict[str, str]:
+        """First value per key, original spelling of the key."""
+        out: dict[str, str] = {}
+        for key, value in self.fields:
+            out.setdefault(key, value)
+        return out
+
+    def encode(self) -> bytes:
+        """Wire form with CRLF line endings and the blank-line terminator."""
+        return encode_message(self.fields)
+
+
+def _clean(text: str) -> str:
+    # CR or LF inside a value would let a caller-controlled string (a caller
+    # name, a variable) inject extra headers or a whole extra action.
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def encode_message(pairs: Iterable[tuple[str, str]] | dict[str, str]) -> bytes:
+    items = pairs.items() if isinstance(pairs, dict) else pairs
+    lines = [f"{_clean(str(k))}: {_clean(str(v))}" for k, v in items]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+def parse_message(block: bytes) -> AmiMessage:
+    """Parse one message (without its terminating blank line)."""
+    text = block.decode("utf-8", errors="replace")
+    pairs: list[tuple[str, str]] = []
+    for raw_line in text.split("\n"):
+        line = raw_line.rstrip("\r")
+        if not line:
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            # Not recorded from Asterisk; keep the line rather than lose data.
+            pairs.append(("", line))
+            continue
+        # "Key: value" — exactly one space after the colon is the separator;
+        # "Key: " is an empty value.
+        if value.startswith(" "):
+            value = value[1:]
+        pairs.append((key.strip(), value))
+    return AmiMessage(tuple(pairs))
+
+
+class AmiParser:
+    """Incremental parser: feed bytes as they arrive, get whole messages back."""
+
+    def __init__(self, *, expect_banner: bool = True) -> None:
+        self._buffer = bytearray()
+        self._expect_banner = expect_banner
+        self.banner: str | None = None
+
+    def feed(self, data: bytes) -> list[AmiMessage]:
+        self._buffer += data
+        return list(self._drain())
+
+    def _drain(self) -> Iterator[AmiMessage]:
+        buffer = self._buffer
+        if self._expect_banner:
+            end = buffer.find(b"\n")
+            if end < 0:
+                if len(buffer) > 1024:
+                    raise AmiProtocolError("no AMI banner")
+                return
+            line = bytes(buffer[:end]).rstrip(b"\r")
+            if not line.startswith(BANNER_PREFIX):
+                raise AmiProtocolError(f"not an AMI banner: {line[:80]!r}")
+            self.banner = line.decode("ascii", errors="replace")
+            del buffer[: end + 1]
+            self._expect_banner = False
+        start = 0
+        while True:
+            # Skip blank lines between messages (not recorded, harmless).
+            while start < len(buffer) and buffer[start] in b"\r\n":
+                start += 1
+            match = _MESSAGE_END.search(buffer, start)
+            if match is None:
+                break
+            block = bytes(buffer[start : match.start()])
+            start = match.end()
+            if block.startswith(BANNER_PREFIX):
+                # A recording of several connections holds a banner per
+                # connection, glued to the first reply.
+                line, _, block = block.partition(b"\n")
+                self.banner = line.rstrip(b"\r").decode("ascii", errors="replace")
+            if len(block) > MAX_MESSAGE_BYTES:
+                raise AmiProtocolError("AMI message too large")
+            yield parse_message(block)
+        del buffer[:start]
+        if len(buffer) > MAX_MESSAGE_BYTES:
+            raise AmiProtocolError("AMI message too large")
+
+
+def iter_raw_recording(data: bytes, *, chunk: int | None = None) -> Iterator[AmiMessage]:
+    """Parse a whole recorded byte stream (``*.raw``), optionally in chunks."""
+    parser = AmiParser(expect_banner=data.startswith(BANNER_PREFIX))
+    if chunk is None:
+        yield from parser.feed(data)
+        return
+    for offset in range(0, len(data), chunk):
+        yield from parser.feed(data[offset : offset + chunk])
