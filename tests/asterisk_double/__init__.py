@@ -1,5 +1,6 @@
 """A test double of Asterisk: AMI over TCP and FastAGI sessions, both shaped
-exactly like the recordings of a real Asterisk 22 in ``../shared/asterisk/``.
+exactly like the recordings of a real Asterisk 22 in ``tests/recordings/``
+(copies of ``../shared/asterisk/``).
 
 Where a behaviour is not recorded, the double stays conservative and says so
 in a comment next to the code.
@@ -7,5 +8,5 @@ in a comment next to the code.
 
 from pathlib import Path
 
-#: The recordings of a real Asterisk (read-only, outside the repository).
-RECORDINGS = Path(__file__).resolve().parents[3] / "shared" / "asterisk"
+#: Recordings of a real Asterisk; see tests/recordings/README.md.
+RECORDINGS = Path(__file__).resolve().parents[1] / "recordings"
