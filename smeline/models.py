@@ -3,7 +3,10 @@
 from smeline.auth.models import AuthSession, LoginFailure, User
 from smeline.db import Base
 from smeline.notifications.models import Notification
+from smeline.portal_bridge.models import Enterprise, Member
 from smeline.reference.models import Category, Channel, County, Window
+from smeline.routing.models import CallerProfile, LandlinePrefix
+from smeline.telephony.models import CallRecord, TelephonyAudit
 from smeline.ticketing.models import (
     CalendarOverride,
     CalendarYear,
@@ -19,6 +22,12 @@ from smeline.ticketing.models import (
 )
 
 __all__ = [
+    "CallRecord",
+    "CallerProfile",
+    "Enterprise",
+    "LandlinePrefix",
+    "Member",
+    "TelephonyAudit",
     "AuthSession",
     "Base",
     "CalendarOverride",
