@@ -6,7 +6,7 @@ from smeline.notifications.models import Notification
 from smeline.portal_bridge.models import Enterprise, Member
 from smeline.reference.models import Category, Channel, County, Window
 from smeline.routing.models import CallerProfile, LandlinePrefix
-from smeline.telephony.models import CallRecord, TelephonyAudit
+from smeline.telephony.models import AgentEndpoint, CallRecord, TelephonyAudit
 from smeline.ticketing.models import (
     CalendarOverride,
     CalendarYear,
@@ -22,6 +22,7 @@ from smeline.ticketing.models import (
 )
 
 __all__ = [
+    "AgentEndpoint",
     "CallRecord",
     "CallerProfile",
     "Enterprise",

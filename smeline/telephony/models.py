@@ -66,3 +66,17 @@ class TelephonyAudit(Base):
     action: Mapped[str] = mapped_column(String(32))
     target: Mapped[str] = mapped_column(String(128))  # a Linkedid, an interface, a file
     detail: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+
+
+class AgentEndpoint(Base):
+    """An agent's WebRTC phone: the PJSIP endpoint rendered into Asterisk's
+    configuration and the credentials the agent console registers with."""
+
+    __tablename__ = "agent_endpoints"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(40), unique=True)  # "agent-<user id>"
+    # The browser needs it to register; digest auth never sends it on the wire.
+    secret: Mapped[str] = mapped_column(String(64))
+    window_code: Mapped[str | None] = mapped_column(ForeignKey("windows.code"), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -183,8 +183,26 @@ def upgrade() -> None:
     )
     op.create_index("ix_telephony_audit_at", "telephony_audit", ["at", "id"], unique=False)
 
+    op.create_table(
+        "agent_endpoints",
+        sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("endpoint", sa.String(length=40), nullable=False),
+        sa.Column("secret", sa.String(length=64), nullable=False),
+        sa.Column("window_code", sa.String(length=32), nullable=True),
+        sa.Column("updated_at", smeline.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_agent_endpoints_user_id_users")
+        ),
+        sa.ForeignKeyConstraint(
+            ["window_code"], ["windows.code"], name=op.f("fk_agent_endpoints_window_code_windows")
+        ),
+        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_agent_endpoints")),
+        sa.UniqueConstraint("endpoint", name=op.f("uq_agent_endpoints_endpoint")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("agent_endpoints")
     op.drop_index("ix_telephony_audit_at", table_name="telephony_audit")
     op.drop_table("telephony_audit")
     op.drop_index("ix_call_records_started", table_name="call_records")

@@ -1,0 +1,1 @@
+"""Pure routing decisions: who is calling, which county, which queue."""
