@@ -1,0 +1,225 @@
+"""The I/O around routing decisions: look-ups, the prefix table, profiles.
+
+Everything here is on the call path of the FastAGI ``route`` handler, whose
+answer is due within ~300 ms, so: one database round trip per caller look-up
+(three scalar sub-selects in one statement), the small exchange-prefix table
+kept in memory (refreshed now and then), and writes (remembering a county
+choice) done in the background, never while the caller waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from smeline.db import dialect_insert, utcnow
+from smeline.reference.services import ReferenceData
+from smeline.routing.decide import (
+    CITY_WINDOW,
+    CallerFacts,
+    CountyDecision,
+    CountySource,
+    QueueDecision,
+    WindowState,
+    choose_queue,
+    identify_county,
+    match_landline,
+)
+from smeline.routing.models import CallerProfile, LandlinePrefix
+from smeline.routing.numbers import NumberKind, NumberPlan, PhoneKey, is_meizhou, normalise
+from smeline.ticketing.calendar_service import CalendarService, parse_hours
+
+logger = logging.getLogger(__name__)
+
+# One statement, one round trip: who is this number registered as, and what
+# did it choose before. NULL when nothing is known.
+_LOOKUP = text(
+    "SELECT"
+    " (SELECT county_code FROM members"
+    "   WHERE phone_key = :k AND county_code IS NOT NULL LIMIT 1) AS member_county,"
+    " (SELECT county_code FROM enterprises"
+    "   WHERE phone_key = :k AND county_code IS NOT NULL LIMIT 1) AS enterprise_county,"
+    " (SELECT county_code FROM caller_profiles WHERE phone_key = :k) AS profile_county"
+)
+
+#: Example exchange prefixes (0753 + first digit(s) of the subscriber number).
+#: EXAMPLE DATA, NOT THE REAL EXCHANGE PLAN: an administrator replaces these
+#: with the telecom operator's table (每个县区的局向号段) before go-live.
+EXAMPLE_LANDLINE_PREFIXES: tuple[tuple[str, str, str], ...] = (
+    ("07532", "441402", "示例：梅江区"),
+    ("07533", "441403", "示例：梅县区"),
+    ("07534", "441481", "示例：兴宁市"),
+    ("07535", "441426", "示例：平远县"),
+    ("07536", "441427", "示例：蕉岭县"),
+    ("07537", "441422", "示例：大埔县"),
+    ("07538", "441423", "示例：丰顺县"),
+    ("07539", "441424", "示例：五华县"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Identified:
+    key: PhoneKey
+    facts: CallerFacts
+    county: CountyDecision
+
+
+class RoutingService:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        plan: NumberPlan,
+        reference: Callable[[], ReferenceData],
+        calendars: CalendarService,
+        agents_ready: Callable[[str], int | None],
+        prefix_refresh_seconds: float = 30.0,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self.plan = plan
+        self._reference = reference
+        self._calendars = calendars
+        # None when the live picture is unknown (AMI not connected): then the
+        # queue is tried and Asterisk's joinempty decides.
+        self._agents_ready = agents_ready
+        self._prefixes: dict[str, str] = {}
+        self._prefixes_loaded_at = 0.0
+        self._prefix_refresh_seconds = prefix_refresh_seconds
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- exchange prefixes -------------------------------------------------
+
+    async def seed_example_prefixes(self) -> None:
+        """Ship the example table on an empty database (marked as example)."""
+        async with self._sessionmaker() as db, db.begin():
+            if await db.scalar(select(LandlinePrefix.prefix).limit(1)) is not None:
+                return
+            db.add_all(
+                LandlinePrefix(prefix=p, county_code=c, note=n, example=True)
+                for p, c, n in EXAMPLE_LANDLINE_PREFIXES
+            )
+
+    async def load_prefixes(self) -> None:
+        async with self._sessionmaker() as db:
+            rows = (
+                await db.execute(select(LandlinePrefix.prefix, LandlinePrefix.county_code))
+            ).all()
+        self._prefixes = {p: c for p, c in rows}
+        self._prefixes_loaded_at = time.monotonic()
+
+    @property
+    def prefixes(self) -> Mapping[str, str]:
+        return self._prefixes
+
+    def _refresh_prefixes_soon(self) -> None:
+        if time.monotonic() - self._prefixes_loaded_at < self._prefix_refresh_seconds:
+            return
+        self._prefixes_loaded_at = time.monotonic()
+        self._spawn(self.load_prefixes(), "refresh landline prefixes")
+
+    # -- callers -----------------------------------------------------------
+
+    async def caller_facts(self, key: PhoneKey) -> CallerFacts:
+        self._refresh_prefixes_soon()
+        local = is_meizhou(key, self.plan)
+        landline = (
+            match_landline(key.key, self._prefixes)
+            if key.kind is NumberKind.LANDLINE and local
+            else None
+        )
+        if not key.key:
+            return CallerFacts("")
+        async with self._sessionmaker() as db:
+            row = (await db.execute(_LOOKUP, {"k": key.key})).one()
+        return CallerFacts(
+            phone_key=key.key,
+            is_mobile=key.kind is NumberKind.MOBILE,
+            is_meizhou=local,
+            member_county=row.member_county or row.enterprise_county,
+            profile_county=row.profile_county,
+            landline_county=landline,
+        )
+
+    async def remember_county(self, phone_key: str, county_code: str, source: str) -> None:
+        """A choice made now always replaces what was stored."""
+        if not phone_key:
+            return
+        now = utcnow()
+        async with self._sessionmaker() as db, db.begin():
+            insert = dialect_insert(db)(CallerProfile).values(
+                phone_key=phone_key, county_code=county_code, source=source, calls=1, updated_at=now
+            )
+            await db.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["phone_key"],
+                    set_={
+                        "county_code": insert.excluded.county_code,
+                        "source": insert.excluded.source,
+                        "calls": CallerProfile.calls + 1,
+                        "updated_at": insert.excluded.updated_at,
+                    },
+                )
+            )
+
+    def remember_county_later(self, phone_key: str, county_code: str, source: str) -> None:
+        """Off the call path: the caller never waits for this write."""
+        self._spawn(self.remember_county(phone_key, county_code, source), "remember county")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except Exception:
+                logger.exception("routing background task failed: %s", what)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for background writes (shutdown, tests)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    # -- windows -----------------------------------------------------------
+
+    def window_for_county(self, county_code: str | None) -> str:
+        if not county_code:
+            return CITY_WINDOW
+        return self._reference().window_for_county(county_code).code
+
+    def window_states(self, now: datetime) -> dict[str, WindowState]:
+        states: dict[str, WindowState] = {}
+        for code, window in self._reference().windows.items():
+            if not window.active:
+                continue
+            hours = parse_hours(window.hours, self._calendars.default_hours)
+            is_open = self._calendars.calendar(hours).is_business_time(now)
+            ready = self._agents_ready(code)
+            states[code] = WindowState(code, is_open, 1 if ready is None else ready)
+        return states
+
+    # -- the whole decision --------------------------------------------------
+
+    async def identify(self, raw_caller_id: str | None) -> Identified:
+        key = normalise(raw_caller_id, self.plan)
+        facts = await self.caller_facts(key)
+        return Identified(key, facts, identify_county(facts))
+
+    def chosen(self, identified: Identified, county_code: str | None) -> CountyDecision:
+        """The caller answered the county menu (None: no valid choice)."""
+        if county_code is None:
+            return CountyDecision(None, CountySource.DEFAULT)
+        self.remember_county_later(identified.key.key, county_code, "ivr")
+        return CountyDecision(county_code, CountySource.IVR)
+
+    def queue_for(self, county: CountyDecision, now: datetime) -> QueueDecision:
+        return choose_queue(self.window_for_county(county.county), self.window_states(now))

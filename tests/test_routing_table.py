@@ -1,0 +1,155 @@
+"""The routing table end to end over PostgreSQL: caller ID in, window out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from smeline.db import make_engine, make_sessionmaker
+from smeline.portal_bridge.models import Enterprise, Member
+from smeline.reference.services import ReferenceData, ReferenceService
+from smeline.routing.decide import CountySource, RouteAction
+from smeline.routing.models import CallerProfile
+from smeline.routing.numbers import DEFAULT_PLAN
+from smeline.routing.services import RoutingService
+from smeline.ticketing.calendar_service import CalendarService
+
+MONDAY_10AM = datetime(2026, 12, 7, 2, 0, tzinfo=UTC)  # 10:00 in Meizhou
+SUNDAY_10AM = datetime(2026, 12, 6, 2, 0, tzinfo=UTC)
+MEIZHOU_MOBILE = "13923001234"  # 1392300 is a 梅州 segment in the phone database
+
+
+class Ready:
+    def __init__(self) -> None:
+        self.by_window: dict[str, int | None] = {}
+
+    def __call__(self, window: str) -> int | None:
+        return self.by_window.get(window, 1)
+
+
+@pytest.fixture
+async def sessionmaker(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = make_engine(database_url)
+    try:
+        yield make_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def routing(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[tuple[RoutingService, Ready]]:
+    reference_service = ReferenceService(sessionmaker=sessionmaker)
+    await reference_service.seed()
+    reference: ReferenceData = await reference_service.load()
+    calendars = CalendarService(
+        sessionmaker=sessionmaker,
+        default_hours=((time(8, 30), time(12)), (time(14, 30), time(17, 30))),
+    )
+    await calendars.load()
+    ready = Ready()
+    service = RoutingService(
+        sessionmaker=sessionmaker,
+        plan=DEFAULT_PLAN,
+        reference=lambda: reference,
+        calendars=calendars,
+        agents_ready=ready,
+    )
+    await service.seed_example_prefixes()
+    await service.load_prefixes()
+    yield service, ready
+    await service.drain()
+
+
+async def _window(
+    service: RoutingService, caller_id: str | None, now: datetime = MONDAY_10AM
+) -> str | None:
+    identified = await service.identify(caller_id)
+    return service.queue_for(identified.county, now).window
+
+
+@pytest.mark.parametrize(
+    ("caller_id", "window"),
+    [
+        ("075321234567", "meijiang"),
+        ("075331234567", "meixian"),
+        ("075341234567", "xingning"),
+        ("075351234567", "pingyuan"),
+        ("075361234567", "jiaoling"),
+        ("075371234567", "dabu"),
+        ("075381234567", "fengshun"),
+        ("075391234567", "wuhua"),
+        ("41234567", "xingning"),  # bare local 8-digit number, as trunks deliver it
+        ("+86 753 9123 4567", "wuhua"),
+        ("02088888888", "city"),  # Guangzhou
+        ("anonymous", "city"),
+        ("", "city"),
+        (None, "city"),
+        ("'; DROP TABLE members; --", "city"),
+        ("sipp", "city"),
+    ],
+)
+async def test_caller_id_reaches_the_expected_window(
+    routing: tuple[RoutingService, Ready], caller_id: str | None, window: str
+) -> None:
+    service, _ = routing
+    assert await _window(service, caller_id) == window
+
+
+async def test_meizhou_mobile_without_profile_is_asked_and_the_choice_is_remembered(
+    routing: tuple[RoutingService, Ready], sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    service, _ = routing
+    identified = await service.identify("+86 139 2300 1234")
+    assert identified.county.ask and identified.county.county is None
+    decision = service.chosen(identified, "441424")  # pressed 8: 五华县
+    assert service.queue_for(decision, MONDAY_10AM).window == "wuhua"
+    await service.drain()
+    again = await service.identify("013923001234")  # same person, another trunk format
+    assert again.county.source is CountySource.PROFILE and again.county.county == "441424"
+    # a choice made now always beats what was stored
+    service.chosen(again, "441402")
+    await service.drain()
+    async with sessionmaker() as db:
+        profile = await db.scalar(
+            select(CallerProfile).where(CallerProfile.phone_key == MEIZHOU_MOBILE)
+        )
+    assert profile is not None and profile.county_code == "441402" and profile.calls == 2
+
+
+async def test_registered_member_phone_is_routed_to_its_county(
+    routing: tuple[RoutingService, Ready], sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    service, _ = routing
+    async with sessionmaker() as db, db.begin():
+        enterprise = Enterprise(
+            name="梅州市某某科技有限公司", county_code="441426", phone_key="13800138000"
+        )
+        db.add(enterprise)
+        db.add(Member(name="张三", phone_key=MEIZHOU_MOBILE, county_code="441427"))
+    assert await _window(service, "13800138000") == "pingyuan"  # out-of-town mobile, registered
+    assert await _window(service, MEIZHOU_MOBILE) == "jiaoling"
+
+
+async def test_closed_county_window_overflows_to_the_city_with_an_announcement(
+    routing: tuple[RoutingService, Ready],
+) -> None:
+    service, ready = routing
+    ready.by_window["xingning"] = 0  # nobody logged in
+    identified = await service.identify("075341234567")
+    decision = service.queue_for(identified.county, MONDAY_10AM)
+    assert decision.window == "city" and decision.announce_overflow
+
+
+async def test_everything_closed_on_sunday_means_after_hours(
+    routing: tuple[RoutingService, Ready],
+) -> None:
+    service, _ = routing
+    identified = await service.identify("075341234567")
+    decision = service.queue_for(identified.county, SUNDAY_10AM)
+    assert decision.action is RouteAction.AFTER_HOURS
