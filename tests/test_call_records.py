@@ -186,3 +186,24 @@ def test_reconcile_keeps_calls_that_are_still_live() -> None:
     live = {"cctest-1795343657.0", "cctest-1795343658.1"}
     assert tracker.reconcile(live, messages[cut][0]) == []
     assert len(tracker.calls) == 1
+
+
+def test_every_event_the_tracker_emits_matches_its_registered_schema() -> None:
+    from smeline.telephony.events import EVENTS
+
+    seen: set[str] = set()
+    for name in (
+        "recordings--ami-events-call",
+        "recordings--ami-confbridge",
+        "recordings--ami-confbridge-race",
+        "recordings-2--ami-overflow",
+        "recordings-2--ami-abandon",
+        "recordings-2--ami-survey",
+        "recordings-2--ami-dynmembers",
+    ):
+        tracker = CallTracker(window_of_queue=window_of)
+        for at, message in timed_messages(name):
+            for event in tracker.feed(message, at):
+                EVENTS[event.name].model_validate(event.payload)
+                seen.add(event.name)
+    assert seen == set(EVENTS)

@@ -354,7 +354,16 @@ class TicketService:
 
     # --- create ---------------------------------------------------------------------
 
-    async def create(self, p: Principal, data: TicketCreateIn, *, now: datetime) -> TicketOut:
+    async def create(
+        self,
+        p: Principal,
+        data: TicketCreateIn,
+        *,
+        now: datetime,
+        first_response_due: datetime | None = None,
+    ) -> TicketOut:
+        """``first_response_due`` brings the first-response deadline forward
+        (a voicemail's callback is due the next business morning)."""
         p.require(Permission.TICKETS_CREATE)
         await self._calendars.refresh_now_and_then()
         ref = self._reference.data
@@ -419,6 +428,8 @@ class TicketService:
                 ticket.assignee_id = assignee.id
                 ticket.status = S.ASSIGNED.value
             self._rules.start(ticket, targets, self.calendar_for(window_code), now)
+            if first_response_due is not None:
+                self._rules.bring_first_response_forward(ticket, first_response_due, now)
             # A plain INSERT: the ORM's unit of work costs more than the rest of a create,
             # and a new row has nothing for it to track. The object stays transient.
             ticket.id = (await db.execute(_INSERT_TICKET, _column_values(ticket))).scalar_one()

@@ -88,6 +88,13 @@ class SlaRules:
         self._place_resolution(t, cal, now)
         self.refresh(t, now)
 
+    def bring_first_response_forward(self, t: Ticket, due: datetime, now: datetime) -> None:
+        """An earlier first-response deadline than the policy's (never a later one)."""
+        if due < t.first_response_due_at:
+            t.first_response_due_at = due
+            t.first_response_warning_at = min(t.first_response_warning_at, due)
+            self.refresh(t, now)
+
     def retarget(self, t: Ticket, targets: Targets, cal: BusinessCalendar, now: datetime) -> None:
         """Category or priority changed: new targets, measured from the same start."""
         t.first_response_target_min = targets.first_response_min
