@@ -9,6 +9,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from smeline import __version__, keys
+from smeline.agi_scripts.setup import agi_lifecycle, build_agi_server, build_routing
 from smeline.api import ApiRoutes, Out, json_ok
 from smeline.auth import http as auth_http
 from smeline.auth.middleware import make_auth_middleware
@@ -25,6 +26,7 @@ from smeline.notifications.services import Outbox
 from smeline.openapi import build_openapi, openapi_handler
 from smeline.reference import http as reference_http
 from smeline.reference.services import ReferenceService
+from smeline.telephony import events as telephony_events
 from smeline.ticketing import events as ticket_events
 from smeline.ticketing import http as ticket_http
 from smeline.ticketing.calendar_service import CalendarService
@@ -65,6 +67,7 @@ async def health(request: web.Request) -> web.StreamResponse:
 def event_registry() -> EventRegistry:
     registry = EventRegistry()
     ticket_events.register(registry)
+    telephony_events.register(registry)
     return registry
 
 
@@ -116,6 +119,17 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         tick_seconds=settings.sla_tick_seconds,
     )
 
+    routing = build_routing(
+        settings,
+        sessionmaker=sessionmaker,
+        reference=reference,
+        calendars=calendars,
+        # Replaced by the AMI live picture when telephony is connected; unknown
+        # until then, so Asterisk's joinempty decides.
+        agents_ready=lambda _window: None,
+    )
+    agi_server = build_agi_server(settings)
+
     dispatcher = Dispatcher(
         sessionmaker=sessionmaker,
         senders=build_senders(settings),
@@ -151,6 +165,8 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     app[keys.OUTBOX] = outbox
     app[keys.POLICIES] = policies
     app[keys.DISPATCHER] = dispatcher
+    app[keys.ROUTING] = routing
+    app[keys.AGI_SERVER] = agi_server
     for table in route_tables:
         table.register(app)
     app.router.add_get("/api/openapi.json", openapi_handler)
@@ -179,4 +195,13 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         await engine.dispose()
 
     app.cleanup_ctx.append(lifecycle)
+    app.cleanup_ctx.append(
+        agi_lifecycle(
+            settings,
+            server=agi_server,
+            routing=routing,
+            tickets=tickets,
+            sessionmaker=sessionmaker,
+        )
+    )
     return app

@@ -80,8 +80,29 @@ class Settings(BaseSettings):
     # smeline template id -> the gateway's approved template code
     sms_template_codes: dict[str, str] = {}
 
-    # Asterisk (issue 3); absent means telephony is not configured.
+    # Asterisk; no ami_host means telephony is not configured.
     ami_host: str | None = None
+    ami_port: int = Field(default=5038, ge=1, le=65535)
+    ami_username: str = "smeline"
+    ami_secret: str = ""
+    # FastAGI server the dialplan asks (runs when telephony is configured, or
+    # when agi_enabled says so).
+    agi_enabled: bool | None = None
+    agi_host: str = "127.0.0.1"
+    agi_port: int = Field(default=4573, ge=0, le=65535)
+    agi_think_deadline_seconds: float = Field(default=0.3, gt=0, le=5)
+
+    # Numbers (routing.numbers.NumberPlan)
+    local_area_code: str = Field(default="0753", pattern=r"^0[1-9][0-9]{1,2}$")
+    local_subscriber_lengths: list[int] = [7, 8]
+    ip_dial_prefixes: list[str] = ["12593", "17951", "17911", "17909"]
+    hotline_number: str = ""  # presented caller ID when dialling out
+    out_of_town_mobile_prefix_zero: bool = True
+
+    # Hotline IVR and queues
+    ivr_menu_timeout_ms: int = Field(default=6000, ge=1000, le=30000)
+    county_queue_timeout_seconds: int = Field(default=60, ge=5)
+    city_queue_timeout_seconds: int = Field(default=300, ge=5)
 
     @field_validator("business_hours")
     @classmethod
@@ -115,6 +136,10 @@ class Settings(BaseSettings):
     @property
     def telephony_configured(self) -> bool:
         return self.ami_host is not None
+
+    @property
+    def agi_running(self) -> bool:
+        return self.telephony_configured if self.agi_enabled is None else self.agi_enabled
 
 
 def load_settings(**overrides: Any) -> Settings:

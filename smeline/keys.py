@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from smeline.agi_scripts.fastagi import FastAgiServer
 from smeline.api import API_SPECS as API_SPECS  # defined there: api.py registers routes
 from smeline.auth.services import AuthService, UserService
 from smeline.bus import EventBus, EventRegistry
@@ -14,6 +15,7 @@ from smeline.config import Settings
 from smeline.notifications.dispatcher import Dispatcher
 from smeline.notifications.services import Outbox
 from smeline.reference.services import ReferenceService
+from smeline.routing.services import RoutingService
 from smeline.ticketing.calendar_service import CalendarService
 from smeline.ticketing.policies import PolicyBook
 from smeline.ticketing.scheduler import SlaScheduler
@@ -33,4 +35,6 @@ SCHEDULER = web.AppKey("sla_scheduler", SlaScheduler)
 OUTBOX = web.AppKey("outbox", Outbox)
 POLICIES = web.AppKey("policies", PolicyBook)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+ROUTING = web.AppKey("routing_service", RoutingService)
+AGI_SERVER = web.AppKey("agi_server", FastAgiServer)
 OPENAPI_DOCUMENT = web.AppKey("openapi_document", dict[str, Any])
