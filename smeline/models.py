@@ -6,7 +6,12 @@ from smeline.notifications.models import Notification
 from smeline.portal_bridge.models import Enterprise, Member
 from smeline.reference.models import Category, Channel, County, Window
 from smeline.routing.models import CallerProfile, LandlinePrefix
-from smeline.telephony.models import AgentEndpoint, CallRecord, TelephonyAudit
+from smeline.telephony.models import (
+    AgentEndpoint,
+    CallRecord,
+    QueueMembership,
+    TelephonyAudit,
+)
 from smeline.ticketing.models import (
     CalendarOverride,
     CalendarYear,
@@ -40,6 +45,7 @@ __all__ = [
     "Handoff",
     "LoginFailure",
     "Notification",
+    "QueueMembership",
     "SlaEvent",
     "SlaPolicy",
     "Ticket",

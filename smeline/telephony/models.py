@@ -80,3 +80,22 @@ class AgentEndpoint(Base):
     secret: Mapped[str] = mapped_column(String(64))
     window_code: Mapped[str | None] = mapped_column(ForeignKey("windows.code"), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class QueueMembership(Base):
+    """Where an agent is logged in and in which state smeline wants them.
+
+    The source of truth for re-adding members after a restart of Asterisk or
+    smeline: on every AMI (re)connect the queues are compared with these rows.
+    """
+
+    __tablename__ = "queue_memberships"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    window_code: Mapped[str] = mapped_column(ForeignKey("windows.code"))
+    interface: Mapped[str] = mapped_column(String(80), unique=True)  # PJSIP/agent-12
+    member_name: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(16))  # ready | paused | wrapup | disconnected
+    reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    wrapup_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

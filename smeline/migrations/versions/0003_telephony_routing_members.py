@@ -199,9 +199,29 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("user_id", name=op.f("pk_agent_endpoints")),
         sa.UniqueConstraint("endpoint", name=op.f("uq_agent_endpoints_endpoint")),
     )
+    op.create_table(
+        "queue_memberships",
+        sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("window_code", sa.String(length=32), nullable=False),
+        sa.Column("interface", sa.String(length=80), nullable=False),
+        sa.Column("member_name", sa.String(length=100), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("reason", sa.String(length=40), nullable=True),
+        sa.Column("wrapup_until", smeline.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("since", smeline.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_queue_memberships_user_id_users")
+        ),
+        sa.ForeignKeyConstraint(
+            ["window_code"], ["windows.code"], name=op.f("fk_queue_memberships_window_code_windows")
+        ),
+        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_queue_memberships")),
+        sa.UniqueConstraint("interface", name=op.f("uq_queue_memberships_interface")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("queue_memberships")
     op.drop_table("agent_endpoints")
     op.drop_index("ix_telephony_audit_at", table_name="telephony_audit")
     op.drop_table("telephony_audit")

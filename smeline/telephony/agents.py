@@ -1,0 +1,390 @@
+"""Agents in queues: log in, ready, pause with a reason, after-call work,
+console lost, log out — each a real queue state in Asterisk.
+
+smeline keeps the state it wants in ``queue_memberships`` and applies it
+with QueueAdd / QueuePause / QueueRemove. After every AMI (re)connect the
+queues are compared with those rows and put right (members re-added,
+pauses re-applied, strays removed), so a restart of Asterisk or of smeline
+loses nobody. After-call work is a QueuePause with reason ``wrapup`` that
+smeline lifts when the time is up; queues.conf's ``wrapuptime`` is the
+safety net when smeline is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from smeline.errors import ApiError
+from smeline.telephony.ami import AmiNotConnected, AmiResult, Fields
+from smeline.telephony.ami_protocol import AmiMessage
+from smeline.telephony.models import QueueMembership
+
+logger = logging.getLogger(__name__)
+
+#: Interfaces smeline manages (rendered agent endpoints). Only these are ever
+#: removed as strays, so members an administrator configured by hand stay.
+MANAGED_INTERFACE = re.compile(r"^PJSIP/agent-[0-9]+$")
+REASON = re.compile(r"^[A-Za-z0-9_\-]{1,40}$")
+
+
+class AgentState(StrEnum):
+    READY = "ready"
+    PAUSED = "paused"
+    WRAPUP = "wrapup"  # after-call work
+    DISCONNECTED = "disconnected"  # the console's connection dropped
+
+
+class AgentAction(StrEnum):
+    READY = "ready"
+    PAUSE = "pause"
+    WRAPUP = "wrapup"
+    DISCONNECT = "disconnect"
+
+
+#: The agent lifecycle as a named state machine: which action is allowed in
+#: which state (logging in and out is allowed from every state).
+TRANSITIONS: dict[AgentState, dict[AgentAction, AgentState]] = {
+    AgentState.READY: {
+        AgentAction.PAUSE: AgentState.PAUSED,
+        AgentAction.WRAPUP: AgentState.WRAPUP,
+        AgentAction.DISCONNECT: AgentState.DISCONNECTED,
+    },
+    AgentState.PAUSED: {
+        AgentAction.READY: AgentState.READY,
+        AgentAction.PAUSE: AgentState.PAUSED,
+        AgentAction.DISCONNECT: AgentState.DISCONNECTED,
+    },
+    AgentState.WRAPUP: {
+        AgentAction.READY: AgentState.READY,
+        AgentAction.PAUSE: AgentState.PAUSED,
+        AgentAction.WRAPUP: AgentState.WRAPUP,
+        AgentAction.DISCONNECT: AgentState.DISCONNECTED,
+    },
+    # Back from a lost connection the agent says "ready" themselves.
+    AgentState.DISCONNECTED: {
+        AgentAction.READY: AgentState.READY,
+        AgentAction.PAUSE: AgentState.PAUSED,
+        AgentAction.DISCONNECT: AgentState.DISCONNECTED,
+    },
+}
+
+_PAUSE_REASON = {
+    AgentState.WRAPUP: "wrapup",
+    AgentState.DISCONNECTED: "disconnected",
+}
+
+
+class TelephonyNotConfigured(ApiError):
+    status = 503
+    error_id = "telephony_not_configured"
+
+
+class AgentNotLoggedIn(ApiError):
+    status = 409
+    error_id = "agent_not_logged_in"
+
+
+class AgentTransitionInvalid(ApiError):
+    status = 409
+    error_id = "invalid_agent_transition"
+
+
+class AmiActions(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+    async def send_action(
+        self,
+        action: str,
+        fields: Fields = (),
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        check: bool = False,
+    ) -> AmiResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStatus:
+    user_id: int
+    window_code: str
+    interface: str
+    state: AgentState
+    reason: str | None
+    since: datetime
+    wrapup_until: datetime | None
+    applied: bool  # False: Asterisk could not be told now; it will be on reconnect
+
+
+class AgentService:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        ami: AmiActions | None,
+        now: Callable[[], datetime],
+        wrapup_seconds: int = 30,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._ami = ami
+        self._now = now
+        self.wrapup_seconds = wrapup_seconds
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- AMI -----------------------------------------------------------------
+
+    def _require_ami(self) -> AmiActions:
+        if self._ami is None:
+            raise TelephonyNotConfigured("Telephony is not configured (no Asterisk)")
+        return self._ami
+
+    async def _send(self, action: str, fields: list[tuple[str, str]]) -> AmiResult | None:
+        ami = self._require_ami()
+        if not ami.connected:
+            return None
+        try:
+            return await ami.send_action(action, fields)
+        except AmiNotConnected:
+            return None
+
+    async def _apply_pause(self, row: QueueMembership) -> bool:
+        paused = row.state != AgentState.READY
+        fields = [
+            ("Queue", row.window_code),
+            ("Interface", row.interface),
+            ("Paused", "true" if paused else "false"),
+        ]
+        if paused:
+            fields.append(("Reason", row.reason or "paused"))
+        result = await self._send("QueuePause", fields)
+        return result is not None and result.ok
+
+    async def _apply_add(self, row: QueueMembership) -> bool:
+        fields = [
+            ("Queue", row.window_code),
+            ("Interface", row.interface),
+            # The device state of the endpoint itself: Asterisk then knows when
+            # the agent's phone is busy or unregistered.
+            ("StateInterface", row.interface),
+            ("MemberName", row.member_name),
+            ("Paused", "false" if row.state == AgentState.READY else "true"),
+        ]
+        if row.state != AgentState.READY:
+            fields.append(("Reason", row.reason or "paused"))
+        result = await self._send("QueueAdd", fields)
+        if result is None:
+            return False
+        if not result.ok and "Already there" in (result.message or ""):
+            # Recorded error text of a duplicate add: set the pause state instead.
+            return await self._apply_pause(row)
+        return result.ok
+
+    # -- state ---------------------------------------------------------------
+
+    @staticmethod
+    def _status(row: QueueMembership, applied: bool) -> AgentStatus:
+        return AgentStatus(
+            user_id=row.user_id,
+            window_code=row.window_code,
+            interface=row.interface,
+            state=AgentState(row.state),
+            reason=row.reason,
+            since=row.since,
+            wrapup_until=row.wrapup_until,
+            applied=applied,
+        )
+
+    async def status(self, user_id: int) -> AgentStatus | None:
+        async with self._sessionmaker() as db:
+            row = await db.get(QueueMembership, user_id)
+        return None if row is None else self._status(row, True)
+
+    async def login(
+        self, user_id: int, *, window_code: str, interface: str, member_name: str
+    ) -> AgentStatus:
+        self._require_ami()
+        if not MANAGED_INTERFACE.match(interface):
+            raise ValueError(f"not an agent interface: {interface!r}")
+        now = self._now()
+        async with self._sessionmaker() as db, db.begin():
+            previous = await db.get(QueueMembership, user_id)
+            if previous is not None and previous.window_code != window_code:
+                # Changing windows: leave the old queue first.
+                await self._send(
+                    "QueueRemove", [("Queue", previous.window_code), ("Interface", interface)]
+                )
+            if previous is not None:
+                await db.delete(previous)
+                await db.flush()
+            row = QueueMembership(
+                user_id=user_id,
+                window_code=window_code,
+                interface=interface,
+                member_name=member_name[:100],
+                state=AgentState.READY.value,
+                reason=None,
+                wrapup_until=None,
+                since=now,
+            )
+            db.add(row)
+        applied = await self._apply_add(row)
+        logger.info("agent user_id=%s logged in to %s applied=%s", user_id, window_code, applied)
+        return self._status(row, applied)
+
+    async def logout(self, user_id: int) -> None:
+        self._require_ami()
+        self._cancel_timer(user_id)
+        async with self._sessionmaker() as db, db.begin():
+            row = await db.get(QueueMembership, user_id)
+            if row is None:
+                raise AgentNotLoggedIn("The agent is not logged in", details={"user_id": user_id})
+            await db.execute(delete(QueueMembership).where(QueueMembership.user_id == user_id))
+        await self._send("QueueRemove", [("Queue", row.window_code), ("Interface", row.interface)])
+        logger.info("agent user_id=%s logged out of %s", user_id, row.window_code)
+
+    async def act(
+        self, user_id: int, action: AgentAction, *, reason: str | None = None
+    ) -> AgentStatus:
+        self._require_ami()
+        if reason is not None and not REASON.match(reason):
+            raise ValueError("a pause reason is 1-40 letters, digits, '_' or '-'")
+        now = self._now()
+        async with self._sessionmaker() as db, db.begin():
+            row = await db.get(QueueMembership, user_id, with_for_update=True)
+            if row is None:
+                raise AgentNotLoggedIn("The agent is not logged in", details={"user_id": user_id})
+            current = AgentState(row.state)
+            target = TRANSITIONS[current].get(action)
+            if target is None:
+                raise AgentTransitionInvalid(
+                    f"Cannot {action.value} while {current.value}",
+                    details={"state": current.value, "action": action.value},
+                )
+            row.state = target.value
+            row.reason = reason if target is AgentState.PAUSED else _PAUSE_REASON.get(target)
+            row.wrapup_until = (
+                now + timedelta(seconds=self.wrapup_seconds)
+                if target is AgentState.WRAPUP
+                else None
+            )
+            if target is not current or action is AgentAction.PAUSE:
+                row.since = now
+        if target is AgentState.WRAPUP and row.wrapup_until is not None:
+            self._schedule_end_of_wrapup(user_id, row.wrapup_until)
+        else:
+            self._cancel_timer(user_id)
+        applied = await self._apply_pause(row)
+        return self._status(row, applied)
+
+    # -- after-call work ------------------------------------------------------
+
+    def _cancel_timer(self, user_id: int) -> None:
+        timer = self._timers.pop(user_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _schedule_end_of_wrapup(self, user_id: int, until: datetime) -> None:
+        self._cancel_timer(user_id)
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, (until - self._now()).total_seconds())
+        self._timers[user_id] = loop.call_later(delay, self._end_wrapup_soon, user_id)
+
+    def _end_wrapup_soon(self, user_id: int) -> None:
+        self._timers.pop(user_id, None)
+        task = asyncio.get_running_loop().create_task(self._end_wrapup(user_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _end_wrapup(self, user_id: int) -> None:
+        try:
+            status = await self.status(user_id)
+            if status is not None and status.state is AgentState.WRAPUP:
+                await self.act(user_id, AgentAction.READY)
+        except Exception:
+            logger.exception("ending after-call work failed for user_id=%s", user_id)
+
+    async def resume_wrapup_timers(self) -> None:
+        """After a restart: wrap-ups that were running end when they should."""
+        async with self._sessionmaker() as db:
+            rows = (
+                await db.scalars(
+                    select(QueueMembership).where(QueueMembership.state == AgentState.WRAPUP)
+                )
+            ).all()
+        for row in rows:
+            self._schedule_end_of_wrapup(row.user_id, row.wrapup_until or self._now())
+
+    def on_event(self, message: AmiMessage) -> None:
+        """AgentComplete → the member starts after-call work (a real QueuePause)."""
+        if message.event != "AgentComplete" or self.wrapup_seconds <= 0:
+            return
+        interface = message.get("Interface") or ""
+        if not MANAGED_INTERFACE.match(interface):
+            return
+        task = asyncio.get_running_loop().create_task(self._wrapup_interface(interface))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _wrapup_interface(self, interface: str) -> None:
+        try:
+            async with self._sessionmaker() as db:
+                row = await db.scalar(
+                    select(QueueMembership).where(QueueMembership.interface == interface)
+                )
+            if row is not None and row.state == AgentState.READY:
+                await self.act(row.user_id, AgentAction.WRAPUP)
+        except Exception:
+            logger.exception("starting after-call work failed for %s", interface)
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def close(self) -> None:
+        for user_id in list(self._timers):
+            self._cancel_timer(user_id)
+
+    # -- reconnect -----------------------------------------------------------
+
+    async def reconcile(self, queue_status_items: Iterable[AmiMessage]) -> list[str]:
+        """Make Asterisk's queues match ``queue_memberships``; returns what was done."""
+        actual: dict[tuple[str, str], AmiMessage] = {}
+        for item in queue_status_items:
+            if item.event == "QueueMember":
+                actual[(item.get("Queue") or "", item.get("Location") or "")] = item
+        async with self._sessionmaker() as db:
+            rows = list((await db.scalars(select(QueueMembership))).all())
+        wanted = {(r.window_code, r.interface): r for r in rows}
+        done: list[str] = []
+        for key, row in wanted.items():
+            member = actual.get(key)
+            if member is None:
+                if await self._apply_add(row):
+                    done.append(f"add {row.interface} to {row.window_code}")
+                continue
+            paused = member.get("Paused") == "1"
+            if paused != (row.state != AgentState.READY):
+                if await self._apply_pause(row):
+                    done.append(f"pause {row.interface}={row.state != AgentState.READY}")
+        for (queue, interface), member in actual.items():
+            if (queue, interface) in wanted or member.get("Membership") == "static":
+                continue
+            if MANAGED_INTERFACE.match(interface):
+                result = await self._send(
+                    "QueueRemove", [("Queue", queue), ("Interface", interface)]
+                )
+                if result is not None and result.ok:
+                    done.append(f"remove {interface} from {queue}")
+        if done:
+            logger.info("queue members reconciled: %s", "; ".join(done))
+        return done
