@@ -9,7 +9,12 @@ from datetime import timedelta
 from aiohttp import web
 
 from smeline import __version__, keys
-from smeline.agi_scripts.setup import agi_lifecycle, build_agi_server, build_routing
+from smeline.agi_scripts.setup import (
+    agi_lifecycle,
+    build_agi_server,
+    build_routing,
+    number_plan,
+)
 from smeline.api import ApiRoutes, Out, json_ok
 from smeline.auth import http as auth_http
 from smeline.auth.middleware import make_auth_middleware
@@ -27,6 +32,8 @@ from smeline.openapi import build_openapi, openapi_handler
 from smeline.reference import http as reference_http
 from smeline.reference.services import ReferenceService
 from smeline.telephony import events as telephony_events
+from smeline.telephony import http as telephony_http
+from smeline.telephony.setup import build_telephony, telephony_lifecycle
 from smeline.ticketing import events as ticket_events
 from smeline.ticketing import http as ticket_http
 from smeline.ticketing.calendar_service import CalendarService
@@ -119,14 +126,17 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         tick_seconds=settings.sla_tick_seconds,
     )
 
+    telephony = build_telephony(
+        settings, sessionmaker=sessionmaker, bus=bus, plan=number_plan(settings)
+    )
     routing = build_routing(
         settings,
         sessionmaker=sessionmaker,
         reference=reference,
         calendars=calendars,
-        # Replaced by the AMI live picture when telephony is connected; unknown
-        # until then, so Asterisk's joinempty decides.
-        agents_ready=lambda _window: None,
+        # From the AMI live picture; None (unknown) while Asterisk is not
+        # connected, so the queue is tried and Asterisk's joinempty decides.
+        agents_ready=telephony.agents_ready,
     )
     agi_server = build_agi_server(settings)
 
@@ -144,6 +154,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         ticket_http.policy_routes,
         ticket_http.calendar_routes,
         notification_http.routes,
+        telephony_http.routes,
     ]
     public = {(s.method, s.path) for table in route_tables for s in table.specs if s.public}
     public.add(("GET", "/api/openapi.json"))
@@ -167,6 +178,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     app[keys.DISPATCHER] = dispatcher
     app[keys.ROUTING] = routing
     app[keys.AGI_SERVER] = agi_server
+    app[keys.TELEPHONY] = telephony
     for table in route_tables:
         table.register(app)
     app.router.add_get("/api/openapi.json", openapi_handler)
@@ -195,6 +207,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         await engine.dispose()
 
     app.cleanup_ctx.append(lifecycle)
+    app.cleanup_ctx.append(telephony_lifecycle(telephony))
     app.cleanup_ctx.append(
         agi_lifecycle(
             settings,

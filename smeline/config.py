@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     out_of_town_mobile_prefix_zero: bool = True
 
     # Hotline IVR and queues
+    wrapup_seconds: int = Field(default=30, ge=0, le=600)  # after-call work (a QueuePause)
+    queue_log_path: Path | None = None  # Asterisk's queue_log, when readable from here
     ivr_menu_timeout_ms: int = Field(default=6000, ge=1000, le=30000)
     county_queue_timeout_seconds: int = Field(default=60, ge=5)
     city_queue_timeout_seconds: int = Field(default=300, ge=5)

@@ -16,6 +16,7 @@ from smeline.notifications.dispatcher import Dispatcher
 from smeline.notifications.services import Outbox
 from smeline.reference.services import ReferenceService
 from smeline.routing.services import RoutingService
+from smeline.telephony.setup import Telephony
 from smeline.ticketing.calendar_service import CalendarService
 from smeline.ticketing.policies import PolicyBook
 from smeline.ticketing.scheduler import SlaScheduler
@@ -37,4 +38,5 @@ POLICIES = web.AppKey("policies", PolicyBook)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 ROUTING = web.AppKey("routing_service", RoutingService)
 AGI_SERVER = web.AppKey("agi_server", FastAgiServer)
+TELEPHONY = web.AppKey("telephony", Telephony)
 OPENAPI_DOCUMENT = web.AppKey("openapi_document", dict[str, Any])

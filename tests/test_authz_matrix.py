@@ -25,6 +25,8 @@ DESK = frozenset({"admin", "county_admin", "supervisor", "agent"})
 # Experts and agencies work on what is handed to them; analysts only read.
 WORKERS = DESK | {"expert", "agency"}
 READERS = WORKERS | {"analyst"}
+# Listen in on calls, force-pause or log out agents.
+SUPERVISE = frozenset({"admin", "county_admin", "supervisor"})
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,18 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("DELETE", "/api/calendar/overrides/{day}"): Rule(ADMIN, 204),
     ("POST", "/api/calendar/years/{year}/confirm"): Rule(ADMIN, 204),
     ("GET", "/api/notifications"): Rule(EVERYONE, 200),  # one's own
+    # Telephony. This app has no Asterisk: allowed roles get 503
+    # telephony_not_configured, everyone else 403 before that.
+    ("GET", "/api/telephony/status"): Rule(DESK, 200),
+    ("GET", "/api/telephony/agents/me"): Rule(DESK, 200),
+    ("POST", "/api/telephony/agents/me/login"): Rule(DESK, 503),
+    ("POST", "/api/telephony/agents/me/state"): Rule(DESK, 503),
+    ("POST", "/api/telephony/agents/me/logout"): Rule(DESK, 503),
+    ("POST", "/api/telephony/agents/{user_id}/pause"): Rule(SUPERVISE, 503),
+    ("POST", "/api/telephony/agents/{user_id}/logout"): Rule(SUPERVISE, 503),
+    ("POST", "/api/telephony/calls/{linkedid}/spy"): Rule(SUPERVISE, 503),
+    ("POST", "/api/telephony/calls/{linkedid}/transfer"): Rule(DESK, 503),
+    ("POST", "/api/tickets/{ticket_id}/call"): Rule(DESK, 503),
 }
 
 PLACEMENT: dict[str, dict[str, str]] = {
@@ -253,6 +267,46 @@ async def _notifications(w: World) -> Req:
     return Req("/api/notifications")
 
 
+async def _telephony_status(w: World) -> Req:
+    return Req("/api/telephony/status")
+
+
+async def _my_agent(w: World) -> Req:
+    return Req("/api/telephony/agents/me")
+
+
+async def _agent_login(w: World) -> Req:
+    return Req("/api/telephony/agents/me/login", {"window_code": "xingning"})
+
+
+async def _agent_state(w: World) -> Req:
+    return Req("/api/telephony/agents/me/state", {"action": "pause", "reason": "lunch"})
+
+
+async def _agent_logout(w: World) -> Req:
+    return Req("/api/telephony/agents/me/logout")
+
+
+async def _force_pause(w: World) -> Req:
+    return Req(f"/api/telephony/agents/{w.staff.id}/pause", {"reason": "meeting"})
+
+
+async def _force_logout(w: World) -> Req:
+    return Req(f"/api/telephony/agents/{w.staff.id}/logout")
+
+
+async def _spy(w: World) -> Req:
+    return Req("/api/telephony/calls/cctest-1795343657.0/spy", {"mode": "listen"})
+
+
+async def _transfer(w: World) -> Req:
+    return Req("/api/telephony/calls/cctest-1795343657.0/transfer", {"window_code": "city"})
+
+
+async def _call_contact(w: World) -> Req:
+    return Req(f"/api/tickets/{(await w.ticket())['id']}/call")
+
+
 BUILDERS: dict[tuple[str, str], Builder] = {
     ("GET", "/api/health"): _health,
     ("POST", "/api/auth/login"): _login,
@@ -282,6 +336,16 @@ BUILDERS: dict[tuple[str, str], Builder] = {
     ("DELETE", "/api/calendar/overrides/{day}"): _delete_override,
     ("POST", "/api/calendar/years/{year}/confirm"): _confirm_year,
     ("GET", "/api/notifications"): _notifications,
+    ("GET", "/api/telephony/status"): _telephony_status,
+    ("GET", "/api/telephony/agents/me"): _my_agent,
+    ("POST", "/api/telephony/agents/me/login"): _agent_login,
+    ("POST", "/api/telephony/agents/me/state"): _agent_state,
+    ("POST", "/api/telephony/agents/me/logout"): _agent_logout,
+    ("POST", "/api/telephony/agents/{user_id}/pause"): _force_pause,
+    ("POST", "/api/telephony/agents/{user_id}/logout"): _force_logout,
+    ("POST", "/api/telephony/calls/{linkedid}/spy"): _spy,
+    ("POST", "/api/telephony/calls/{linkedid}/transfer"): _transfer,
+    ("POST", "/api/tickets/{ticket_id}/call"): _call_contact,
 }
 
 

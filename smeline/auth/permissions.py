@@ -22,6 +22,8 @@ class Permission(StrEnum):
     CALENDAR_MANAGE = "calendar.manage"
     NOTIFICATIONS_READ = "notifications.read"
     PHONE_NUMBERS = "phone_numbers"  # sees full phone numbers
+    TELEPHONY_AGENT = "telephony.agent"  # log into a window's queue, take calls
+    TELEPHONY_SUPERVISE = "telephony.supervise"  # listen in, force pause / logout
 
 
 _STAFF_WORK = {
@@ -30,14 +32,20 @@ _STAFF_WORK = {
     Permission.TICKETS_CREATE,
     Permission.TICKETS_WORK,
     Permission.PHONE_NUMBERS,
+    Permission.TELEPHONY_AGENT,
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.SUPERVISOR: frozenset(
-        _STAFF_WORK | {Permission.TICKETS_READ_ALL, Permission.NOTIFICATIONS_READ}
+        _STAFF_WORK
+        | {
+            Permission.TICKETS_READ_ALL,
+            Permission.NOTIFICATIONS_READ,
+            Permission.TELEPHONY_SUPERVISE,
+        }
     ),
-    Role.COUNTY_ADMIN: frozenset(_STAFF_WORK),
+    Role.COUNTY_ADMIN: frozenset(_STAFF_WORK | {Permission.TELEPHONY_SUPERVISE}),
     Role.AGENT: frozenset(_STAFF_WORK),
     # Experts and agencies work on what is handed to them; they do not need the SME's number.
     Role.EXPERT: frozenset({Permission.TICKETS_READ, Permission.TICKETS_WORK}),

@@ -27,6 +27,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from smeline.masking import mask_phones_in_text
 from smeline.telephony.ami_protocol import AmiMessage, AmiParser, AmiProtocolError, encode_message
@@ -109,6 +110,14 @@ class _Pending:
         self.collecting = False
         self.response: AmiMessage | None = None
         self.events: list[AmiMessage] = []
+
+
+def _settle(future: asyncio.Future[Any]) -> None:
+    """Cancel a future nobody awaits any more, or mark its exception as seen."""
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
 
 
 def _is_list_complete(message: AmiMessage) -> bool:
@@ -276,6 +285,7 @@ class AmiClient:
                 raise AmiTimeout(f"Originate: no OriginateResponse within {timeout} s") from None
         finally:
             self._originate_waiters.pop(action_id, None)
+            _settle(waiter)
 
     # -- internals: requests -------------------------------------------------
 
@@ -337,6 +347,7 @@ class AmiClient:
             raise AmiTimeout(f"AMI {self.name}: no reply to {action} within {limit} s") from None
         finally:
             self._pending.pop(action_id, None)
+            _settle(future)
 
     def _fail_pending(self) -> None:
         pending, self._pending = self._pending, {}
@@ -505,18 +516,20 @@ class AmiClient:
             for task in done:
                 task.result()
         finally:
+            # Nothing awaits before the socket is closed: stop() may cancel
+            # this task right here, and an await first would leak the socket.
             was_logged_in = self._logged_in
             self._logged_in = False
             self._connected_event.clear()
             self._writer = None
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             writer.transport.abort()
             self._fail_pending()
+            for task in tasks:
+                task.cancel()
             if was_logged_in:
                 self._last_connection_logged_in = True
                 self._notify_disconnect()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _on_login(self) -> None:
         self._logged_in = True

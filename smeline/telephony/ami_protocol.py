@@ -139,6 +139,9 @@ class AmiParser:
 
     def __init__(self, *, expect_banner: bool = True) -> None:
         self._buffer = bytearray()
+        # Where the next search for a message end starts: a large message
+        # arriving in small reads is scanned once, not once per read.
+        self._scan_from = 0
         self._expect_banner = expect_banner
         self.banner: str | None = None
 
@@ -165,9 +168,12 @@ class AmiParser:
             # Skip blank lines between messages (not recorded, harmless).
             while start < len(buffer) and buffer[start] in b"\r\n":
                 start += 1
-            match = _MESSAGE_END.search(buffer, start)
+            match = _MESSAGE_END.search(buffer, max(start, self._scan_from))
             if match is None:
+                # The terminator is at most 4 bytes: resume just before the end.
+                self._scan_from = max(start, len(buffer) - 3)
                 break
+            self._scan_from = 0
             block = bytes(buffer[start : match.start()])
             start = match.end()
             if block.startswith(BANNER_PREFIX):
@@ -179,6 +185,7 @@ class AmiParser:
                 raise AmiProtocolError("AMI message too large")
             yield parse_message(block)
         del buffer[:start]
+        self._scan_from = max(0, self._scan_from - start)
         if len(buffer) > MAX_MESSAGE_BYTES:
             raise AmiProtocolError("AMI message too large")
 

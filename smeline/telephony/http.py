@@ -1,0 +1,356 @@
+"""Telephony over HTTP: the live picture, agents' queue state, supervisors'
+listen-in and force actions, click-to-call and transfer.
+
+With no Asterisk configured every action answers 503
+``telephony_not_configured``; the status endpoint says ``configured: false``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from aiohttp import web
+from pydantic import Field
+
+from smeline import keys
+from smeline.api import ApiRoutes, Out, Schema, json_ok, parse_body, path_int
+from smeline.auth.middleware import principal_of
+from smeline.auth.models import Role, User
+from smeline.auth.permissions import Permission, Principal
+from smeline.db import utcnow
+from smeline.errors import Forbidden, NotFound, ValidationFailed, field_error
+from smeline.telephony.actions import SpyMode
+from smeline.telephony.agents import AgentAction, AgentNotLoggedIn, AgentStatus
+from smeline.telephony.phones import interface_of
+from smeline.telephony.setup import Telephony
+
+routes = ApiRoutes(tag="telephony")
+
+WindowCode = Literal[
+    "meijiang", "meixian", "xingning", "pingyuan", "jiaoling", "dabu", "fengshun", "wuhua", "city"
+]
+
+
+class MemberOut(Out):
+    interface: str
+    name: str
+    status: str
+    paused: bool
+    paused_reason: str | None
+    in_call: bool
+    ready: bool
+    since: str | None
+
+
+class WindowLiveOut(Out):
+    code: str
+    ready: int
+    waiting: int
+    members: list[MemberOut]
+
+
+class TelephonyStatusOut(Out):
+    configured: bool
+    connected: bool
+    calls_in_progress: int
+    windows: list[WindowLiveOut]
+
+
+class AgentStatusOut(Out):
+    logged_in: bool
+    window_code: str | None = None
+    interface: str | None = None
+    state: str | None = None
+    reason: str | None = None
+    since: datetime | None = None
+    wrapup_until: datetime | None = None
+    applied: bool | None = None
+
+
+class LoginIn(Schema):
+    window_code: WindowCode | None = Field(
+        default=None, description="Agents are bound to their own window; others choose"
+    )
+
+
+Reason = Field(default=None, pattern=r"^[A-Za-z0-9_\-]{1,40}$")
+
+
+class StateIn(Schema):
+    action: Literal["ready", "pause", "wrapup"]
+    reason: str | None = Reason
+
+
+class ForcePauseIn(Schema):
+    reason: str | None = Reason
+
+
+class SpyIn(Schema):
+    mode: SpyMode
+
+
+class TransferIn(Schema):
+    window_code: WindowCode
+
+
+class OriginatedOut(Out):
+    channel_id: str
+
+
+def _telephony(request: web.Request) -> Telephony:
+    return request.app[keys.TELEPHONY]
+
+
+def _status_out(status: AgentStatus | None) -> AgentStatusOut:
+    if status is None:
+        return AgentStatusOut(logged_in=False)
+    return AgentStatusOut(
+        logged_in=True,
+        window_code=status.window_code,
+        interface=status.interface,
+        state=status.state.value,
+        reason=status.reason,
+        since=status.since,
+        wrapup_until=status.wrapup_until,
+        applied=status.applied,
+    )
+
+
+@routes.get(
+    "/api/telephony/status",
+    summary="Live picture: queue members and waiting callers per window",
+    response=TelephonyStatusOut,
+)
+async def telephony_status(request: web.Request) -> web.StreamResponse:
+    p = principal_of(request)
+    p.require(Permission.TELEPHONY_AGENT)
+    t = _telephony(request)
+    windows: list[WindowLiveOut] = []
+    calls = 0
+    if t.service is not None:
+        live = t.service.live
+        calls = len(t.service.tracker.calls)
+        for code in request.app[keys.REFERENCE].data.windows:
+            members = live.queue_members(code)
+            windows.append(
+                WindowLiveOut(
+                    code=code,
+                    ready=sum(1 for m in members if m.ready),
+                    waiting=len(live.waiting.get(code, {})),
+                    members=[MemberOut(**m.as_dict()) for m in members],
+                )
+            )
+    out = TelephonyStatusOut(
+        configured=t.configured, connected=t.connected, calls_in_progress=calls, windows=windows
+    )
+    return json_ok(out)
+
+
+@routes.get(
+    "/api/telephony/agents/me",
+    summary="My queue state",
+    response=AgentStatusOut,
+)
+async def my_agent_status(request: web.Request) -> web.StreamResponse:
+    p = principal_of(request)
+    p.require(Permission.TELEPHONY_AGENT)
+    return json_ok(_status_out(await _telephony(request).agents.status(p.user_id)))
+
+
+def _window_for(p: Principal, wanted: str | None) -> str:
+    if p.role is Role.AGENT:
+        if p.window_code is None:
+            raise Forbidden("This agent is not placed in a window", error_id="no_window")
+        if wanted not in (None, p.window_code):
+            raise Forbidden("Agents log into their own window", error_id="window_scope")
+        return p.window_code
+    if wanted is None:
+        if p.window_code is None:
+            raise ValidationFailed(
+                "Choose the window to log into",
+                details=[field_error("window_code", "missing", "choose a window")],
+            )
+        return p.window_code
+    return wanted
+
+
+@routes.post(
+    "/api/telephony/agents/me/login",
+    summary="Log into a window's queue (QueueAdd of my WebRTC endpoint)",
+    body=LoginIn,
+    response=AgentStatusOut,
+    errors=(403, 422, 503),
+)
+async def agent_login(request: web.Request) -> web.StreamResponse:
+    p = principal_of(request)
+    p.require(Permission.TELEPHONY_AGENT)
+    _telephony(request).require_configured()
+    data = await parse_body(request, LoginIn)
+    window = _window_for(p, data.window_code)
+    if p.role is Role.COUNTY_ADMIN:
+        county = request.app[keys.REFERENCE].data.windows[window].county_code
+        if county != p.county_code:
+            raise Forbidden("A county admin takes calls in their county", error_id="county_scope")
+    t = _telephony(request)
+    status = await t.agents.login(
+        p.user_id, window_code=window, interface=interface_of(p.user_id), member_name=p.username
+    )
+    return json_ok(_status_out(status))
+
+
+@routes.post(
+    "/api/telephony/agents/me/state",
+    summary="Ready, pause with a reason, or after-call work (each a QueuePause in Asterisk)",
+    body=StateIn,
+    response=AgentStatusOut,
+    errors=(403, 409, 422, 503),
+)
+async def agent_state(request: web.Request) -> web.StreamResponse:
+    p = principal_of(request)
+    p.require(Permission.TELEPHONY_AGENT)
+    data = await parse_body(request, StateIn)
+    status = await _telephony(request).agents.act(
+        p.user_id, AgentAction(data.action), reason=data.reason
+    )
+    return json_ok(_status_out(status))
+
+
+@routes.post(
+    "/api/telephony/agents/me/logout",
+    summary="Leave the queue (QueueRemove)",
+    status=204,
+    errors=(409, 503),
+)
+async def agent_logout(request: web.Request) -> web.StreamResponse:
+    p = principal_of(request)
+    p.require(Permission.TELEPHONY_AGENT)
+    await _telephony(request).agents.logout(p.user_id)
+    return web.Response(status=204)
+
+
+async def _supervised(request: web.Request, p: Principal) -> int:
+    """The agent a supervisor acts on; a county admin only in their county."""
+    p.require(Permission.TELEPHONY_SUPERVISE)
+    user_id = path_int(request, "user_id")
+    async with request.app[keys.SESSIONMAKER]() as db:
+        user = await db.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user", error_id="user_not_found")
+    county = user.county_code
+    windows = request.app[keys.REFERENCE].data.windows
+    if user.window_code in windows:
+        county = windows[user.window_code].county_code
+    if p.role is Role.COUNTY_ADMIN and county != p.county_code:
+        raise Forbidden("Outside your county", error_id="county_scope")
+    return user_id
+
+
+@routes.post(
+    "/api/telephony/agents/{user_id}/pause",
+    summary="Supervisor: force-pause an agent (audited)",
+    body=ForcePauseIn,
+    response=AgentStatusOut,
+    errors=(403, 404, 409, 422, 503),
+)
+async def force_pause(request: web.Request) -> web.StreamResponse:
+    p = principal_of(request)
+    user_id = await _supervised(request, p)
+    _telephony(request).require_configured()
+    data = await parse_body(request, ForcePauseIn)
+    t = _telephony(request)
+    status = await t.agents.act(user_id, AgentAction.PAUSE, reason=data.reason or "supervisor")
+    await t.actions.audit(p.user_id, "force_pause", f"user:{user_id}", {"reason": data.reason})
+    return json_ok(_status_out(status))
+
+
+@routes.post(
+    "/api/telephony/agents/{user_id}/logout",
+    summary="Supervisor: log an agent out of their queue (audited)",
+    status=204,
+    errors=(403, 404, 409, 503),
+)
+async def force_logout(request: web.Request) -> web.StreamResponse:
+    p = principal_of(request)
+    user_id = await _supervised(request, p)
+    t = _telephony(request)
+    t.require_configured()
+    await t.agents.logout(user_id)
+    await t.actions.audit(p.user_id, "force_logout", f"user:{user_id}", {})
+    return web.Response(status=204)
+
+
+@routes.post(
+    "/api/telephony/calls/{linkedid}/spy",
+    summary="Supervisor: listen, whisper or barge on a live call (audited)",
+    body=SpyIn,
+    response=OriginatedOut,
+    status=202,
+    errors=(403, 404, 409, 422, 503),
+)
+async def spy_on_call(request: web.Request) -> web.StreamResponse:
+    p = principal_of(request)
+    p.require(Permission.TELEPHONY_SUPERVISE)
+    _telephony(request).require_configured()
+    data = await parse_body(request, SpyIn)
+    originated = await _telephony(request).actions.spy(
+        actor_user_id=p.user_id,
+        linkedid=_linkedid(request),
+        mode=data.mode,
+        supervisor_interface=interface_of(p.user_id),
+    )
+    return json_ok(OriginatedOut(channel_id=originated.channel_id), status=202)
+
+
+def _linkedid(request: web.Request) -> str:
+    value = request.match_info["linkedid"]
+    if not (0 < len(value) <= 64) or not all(c.isalnum() or c in "-._" for c in value):
+        raise NotFound("No such call", error_id="call_not_found")
+    return value
+
+
+@routes.post(
+    "/api/telephony/calls/{linkedid}/transfer",
+    summary="Send the caller to another window's queue, keeping their priority",
+    body=TransferIn,
+    status=204,
+    errors=(403, 404, 422, 503),
+)
+async def transfer_call(request: web.Request) -> web.StreamResponse:
+    p = principal_of(request)
+    p.require(Permission.TELEPHONY_AGENT)
+    _telephony(request).require_configured()
+    data = await parse_body(request, TransferIn)
+    await _telephony(request).actions.transfer_to_window(
+        actor_user_id=p.user_id, linkedid=_linkedid(request), window=data.window_code
+    )
+    return web.Response(status=204)
+
+
+@routes.post(
+    "/api/tickets/{ticket_id}/call",
+    summary="Click-to-call the work order's contact: my phone rings first, then the SME",
+    response=OriginatedOut,
+    status=202,
+    errors=(403, 404, 422, 503),
+)
+async def call_ticket_contact(request: web.Request) -> web.StreamResponse:
+    p = principal_of(request)
+    p.require(Permission.TELEPHONY_AGENT)
+    _telephony(request).require_configured()
+    ticket = await request.app[keys.TICKETS].get(p, path_int(request, "ticket_id"), now=utcnow())
+    if not ticket.contact_phone:
+        raise ValidationFailed(
+            "The work order has no contact phone",
+            details=[field_error("contact_phone", "missing", "no contact phone")],
+        )
+    originated = await _telephony(request).actions.click_to_call(
+        actor_user_id=p.user_id,
+        agent_interface=interface_of(p.user_id),
+        number=ticket.contact_phone,
+        ticket_ref=ticket.short_ref,
+    )
+    return json_ok(OriginatedOut(channel_id=originated.channel_id), status=202)
+
+
+__all__ = ["AgentNotLoggedIn", "routes"]
