@@ -1,4 +1,4 @@
-"""``smeline`` command line: serve, migrate, create-user, openapi."""
+"""``smeline`` command line: serve, migrate, create-user, openapi, asterisk-config, prompts."""
 
 from __future__ import annotations
 
@@ -136,6 +136,78 @@ def cmd_openapi(_settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+async def _render_asterisk_config(settings: Settings) -> dict[str, str]:
+    from sqlalchemy import select
+
+    from smeline.auth.models import User
+    from smeline.reference.models import Window
+    from smeline.telephony.asterisk_config import (
+        AgentPhone,
+        DialplanSettings,
+        ManagerUser,
+        QueueOptions,
+        WindowQueue,
+        render_all,
+    )
+    from smeline.telephony.phones import PhoneBook
+
+    engine = make_engine(settings.database_url)
+    try:
+        sessionmaker = make_sessionmaker(engine)
+        await ReferenceService(sessionmaker=sessionmaker).seed()
+        async with sessionmaker() as db:
+            windows = (
+                await db.scalars(select(Window).where(Window.active).order_by(Window.sort))
+            ).all()
+            names = {
+                uid: name for uid, name in await db.execute(select(User.id, User.display_name))
+            }
+        phones = await PhoneBook(sessionmaker=sessionmaker).all()
+        return render_all(
+            windows=[WindowQueue(w.code, w.name) for w in windows],
+            agents=[
+                AgentPhone(
+                    endpoint=p.endpoint, secret=p.secret, display_name=names.get(p.user_id, "")
+                )
+                for p in phones
+            ],
+            settings=DialplanSettings(
+                hotline=settings.hotline_number,
+                agi=f"{settings.agi_host}:{settings.agi_port}",
+                trunk=settings.trunk_endpoint,
+                recording_dir=str(settings.recordings_dir),
+                message_dir=str(settings.messages_dir),
+            ),
+            manager=ManagerUser(secret=settings.ami_secret, username=settings.ami_username),
+            options=QueueOptions(
+                strategy=settings.queue_strategy, wrapup_seconds=settings.wrapup_seconds
+            ),
+        )
+    finally:
+        await engine.dispose()
+
+
+def cmd_asterisk_config(settings: Settings, args: argparse.Namespace) -> int:
+    """Windows → queues, agents → WebRTC endpoints, globals, the AMI user."""
+    from smeline.telephony.asterisk_config import write_all
+
+    try:
+        files = asyncio.run(_render_asterisk_config(settings))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in write_all(files, args.out):
+        print(path)
+    return 0
+
+
+def cmd_prompts(_settings: Settings, args: argparse.Namespace) -> int:
+    from smeline.prompts.generate import main as generate_main
+
+    argv = ["--out", str(args.out)] + (["--force"] if args.force else [])
+    return generate_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="smeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--county", help="county code (county_admin)")
     create.add_argument("--window", help="window code (agent)")
     sub.add_parser("openapi", help="print the OpenAPI document")
+    config = sub.add_parser(
+        "asterisk-config", help="render Asterisk's configuration from the database"
+    )
+    config.add_argument("--out", type=Path, required=True, help="directory to write")
+    prompts = sub.add_parser("prompts", help="generate the Mandarin voice prompts (espeak-ng, sox)")
+    prompts.add_argument("--out", type=Path, required=True, help="Asterisk sounds directory")
+    prompts.add_argument("--force", action="store_true", help="overwrite existing files")
     args = parser.parse_args(argv)
     settings = load_settings()
     handlers = {
@@ -156,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         "migrate": cmd_migrate,
         "create-user": cmd_create_user,
         "openapi": cmd_openapi,
+        "asterisk-config": cmd_asterisk_config,
+        "prompts": cmd_prompts,
     }
     return handlers[args.command](settings, args)
 

@@ -99,6 +99,15 @@ class Settings(BaseSettings):
     hotline_number: str = ""  # presented caller ID when dialling out
     out_of_town_mobile_prefix_zero: bool = True
 
+    # Asterisk configuration rendered by `smeline asterisk-config`
+    trunk_endpoint: str = "carrier"
+    queue_strategy: str = "leastrecent"
+    # Where Asterisk writes recordings and voicemail (shared with smeline for
+    # playback and the retention purge).
+    recordings_dir: Path = Path("/var/spool/asterisk/smeline/recordings")
+    messages_dir: Path = Path("/var/spool/asterisk/smeline/messages")
+    recording_retention_days: int = Field(default=180, ge=1)
+
     # Hotline IVR and queues
     wrapup_seconds: int = Field(default=30, ge=0, le=600)  # after-call work (a QueuePause)
     queue_log_path: Path | None = None  # Asterisk's queue_log, when readable from here

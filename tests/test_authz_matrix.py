@@ -77,6 +77,7 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("POST", "/api/telephony/calls/{linkedid}/spy"): Rule(SUPERVISE, 503),
     ("POST", "/api/telephony/calls/{linkedid}/transfer"): Rule(DESK, 503),
     ("POST", "/api/tickets/{ticket_id}/call"): Rule(DESK, 503),
+    ("GET", "/api/telephony/calls/{linkedid}/recording"): Rule(SUPERVISE, 404),
 }
 
 PLACEMENT: dict[str, dict[str, str]] = {
@@ -307,6 +308,12 @@ async def _call_contact(w: World) -> Req:
     return Req(f"/api/tickets/{(await w.ticket())['id']}/call")
 
 
+async def _recording(w: World) -> Req:
+    # No such call in this database: allowed roles get 404 (the file tests are
+    # in test_recordings.py), the others 403 before any look-up.
+    return Req("/api/telephony/calls/cctest-1795343657.0/recording")
+
+
 BUILDERS: dict[tuple[str, str], Builder] = {
     ("GET", "/api/health"): _health,
     ("POST", "/api/auth/login"): _login,
@@ -346,6 +353,7 @@ BUILDERS: dict[tuple[str, str], Builder] = {
     ("POST", "/api/telephony/calls/{linkedid}/spy"): _spy,
     ("POST", "/api/telephony/calls/{linkedid}/transfer"): _transfer,
     ("POST", "/api/tickets/{ticket_id}/call"): _call_contact,
+    ("GET", "/api/telephony/calls/{linkedid}/recording"): _recording,
 }
 
 

@@ -12,9 +12,19 @@ from typing import Literal
 
 from aiohttp import web
 from pydantic import Field
+from sqlalchemy import select
 
 from smeline import keys
-from smeline.api import ApiRoutes, Out, Schema, json_ok, parse_body, path_int
+from smeline.api import (
+    ApiRoutes,
+    Out,
+    QuerySchema,
+    Schema,
+    json_ok,
+    parse_body,
+    parse_query,
+    path_int,
+)
 from smeline.auth.middleware import principal_of
 from smeline.auth.models import Role, User
 from smeline.auth.permissions import Permission, Principal
@@ -22,6 +32,7 @@ from smeline.db import utcnow
 from smeline.errors import Forbidden, NotFound, ValidationFailed, field_error
 from smeline.telephony.actions import SpyMode
 from smeline.telephony.agents import AgentAction, AgentNotLoggedIn, AgentStatus
+from smeline.telephony.models import CallRecord
 from smeline.telephony.phones import interface_of
 from smeline.telephony.setup import Telephony
 
@@ -351,6 +362,45 @@ async def call_ticket_contact(request: web.Request) -> web.StreamResponse:
         ticket_ref=ticket.short_ref,
     )
     return json_ok(OriginatedOut(channel_id=originated.channel_id), status=202)
+
+
+class RecordingQuery(QuerySchema):
+    disposition: Literal["inline", "attachment"] = Field(
+        default="inline", description="inline: play in the browser; attachment: download"
+    )
+
+
+@routes.get(
+    "/api/telephony/calls/{linkedid}/recording",
+    summary="Play or download a call's recording (every access is audited)",
+    query=RecordingQuery,
+    errors=(403, 404),
+)
+async def call_recording(request: web.Request) -> web.StreamResponse:
+    p = principal_of(request)
+    p.require(Permission.TELEPHONY_SUPERVISE)
+    q = parse_query(request, RecordingQuery)
+    linkedid = _linkedid(request)
+    async with request.app[keys.SESSIONMAKER]() as db:
+        call = await db.scalar(select(CallRecord).where(CallRecord.linkedid == linkedid))
+    if call is None:
+        raise NotFound("No such call", error_id="call_not_found")
+    if p.role is Role.COUNTY_ADMIN and call.county_code != p.county_code:
+        raise Forbidden("Outside your county", error_id="county_scope")
+    t = _telephony(request)
+    path = await t.recordings.locate(call.recording_file or "")
+    if path is None:
+        # Never recorded, or purged after the retention period.
+        raise NotFound("No recording for this call", error_id="recording_not_found")
+    action = "recording_play" if q.disposition == "inline" else "recording_download"
+    await t.actions.audit(p.user_id, action, linkedid, {"file": path.name})
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Disposition": f'{q.disposition}; filename="{path.name}"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 __all__ = ["AgentNotLoggedIn", "routes"]

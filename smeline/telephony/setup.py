@@ -7,6 +7,7 @@ services still exist and answer every request with ``telephony_not_configured``
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from smeline.telephony.agents import AgentService, TelephonyNotConfigured
 from smeline.telephony.ami import DEFAULT_IGNORED_EVENTS, AmiClient
 from smeline.telephony.calls import CallTracker
 from smeline.telephony.live import LivePicture
+from smeline.telephony.recordings import RecordingArchive
 from smeline.telephony.records import CallRecordStore
 from smeline.telephony.services import TelephonyService
 
@@ -34,6 +36,7 @@ class Telephony:
     service: TelephonyService | None
     agents: AgentService
     actions: TelephonyActions
+    recordings: RecordingArchive
 
     @property
     def configured(self) -> bool:
@@ -94,7 +97,12 @@ def build_telephony(
     actions = TelephonyActions(
         ami=client, tracker=tracker, sessionmaker=sessionmaker, plan=plan, now=utcnow
     )
-    return Telephony(service=service, agents=agents, actions=actions)
+    recordings = RecordingArchive(
+        root=settings.recordings_dir,
+        retention_days=settings.recording_retention_days,
+        now=utcnow,
+    )
+    return Telephony(service=service, agents=agents, actions=actions, recordings=recordings)
 
 
 def telephony_lifecycle(
@@ -105,9 +113,12 @@ def telephony_lifecycle(
             yield
             return
         await telephony.service.start()
+        purge = asyncio.get_running_loop().create_task(telephony.recordings.purge_forever())
         try:
             yield
         finally:
+            purge.cancel()
+            await asyncio.gather(purge, return_exceptions=True)
             await telephony.service.stop()
 
     return lifecycle
