@@ -262,3 +262,38 @@ async def test_a_call_that_ended_during_a_reconnect_gap_is_closed_no_phantom(rig
     assert rig.service.tracker.calls == {}
     rows = await _rows(rig)
     assert len(rows) == 1 and rows[0].outcome == "answered" and rows[0].ended_at is not None
+
+
+async def test_an_autopause_by_asterisk_is_kept_after_a_reconnect(rig: Rig) -> None:
+    await rig.agents.login(rig.user_id, window_code="meijiang", interface=AGENT, member_name="a")
+    member = rig.member("meijiang")
+    # app_queue pauses a member who let a call ring out (autopause); the event
+    # shape is the recorded QueueMemberPause, the reason is app_queue's.
+    member.paused, member.paused_reason = True, "Auto-Pause"
+    await rig.double.emit(
+        {
+            "Event": "QueueMemberPause",
+            "Queue": "meijiang",
+            "MemberName": "a",
+            "Interface": AGENT,
+            "StateInterface": AGENT,
+            "Membership": "dynamic",
+            "Paused": "1",
+            "PausedReason": "Auto-Pause",
+        }
+    )
+
+    async def state() -> AgentState | None:
+        status = await rig.agents.status(rig.user_id)
+        return None if status is None else status.state
+
+    deadline = time.monotonic() + 5
+    while await state() is not AgentState.PAUSED:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    status = await rig.agents.status(rig.user_id)
+    assert status is not None and status.reason == "Auto-Pause"
+    rebuilds = rig.service.rebuilds
+    await rig.double.drop_connections()
+    await until(lambda: rig.service.rebuilds > rebuilds)
+    assert rig.member("meijiang").paused  # not undone by the reconciliation

@@ -130,7 +130,9 @@ class TelephonyActions:
         except ValueError as exc:
             raise NotDiallable(str(exc)) from exc
         channel_id = f"smeline-{uuid.uuid4().hex[:20]}"
-        variables = ["SMELINE_DIRECTION=outbound"]
+        # SMELINE_DIRECTION first: the call record starts on it, and the
+        # variables after it land on that record (the SME's number, the ticket).
+        variables = ["SMELINE_DIRECTION=outbound", f"SMELINE_CALLER_KEY={key.key}"]
         if ticket_ref:
             variables.append(f"SMELINE_TICKET={ticket_ref}")
         await self._send(

@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -301,9 +301,7 @@ class AgentService:
 
     def _end_wrapup_soon(self, user_id: int) -> None:
         self._timers.pop(user_id, None)
-        task = asyncio.get_running_loop().create_task(self._end_wrapup(user_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._end_wrapup(user_id))
 
     async def _end_wrapup(self, user_id: int) -> None:
         try:
@@ -325,15 +323,57 @@ class AgentService:
             self._schedule_end_of_wrapup(row.user_id, row.wrapup_until or self._now())
 
     def on_event(self, message: AmiMessage) -> None:
-        """AgentComplete → the member starts after-call work (a real QueuePause)."""
-        if message.event != "AgentComplete" or self.wrapup_seconds <= 0:
-            return
+        """AgentComplete → the member starts after-call work (a real QueuePause);
+        QueueMemberPause → a pause Asterisk made itself is kept (see below)."""
         interface = message.get("Interface") or ""
         if not MANAGED_INTERFACE.match(interface):
             return
-        task = asyncio.get_running_loop().create_task(self._wrapup_interface(interface))
+        if message.event == "AgentComplete" and self.wrapup_seconds > 0:
+            self._spawn(self._wrapup_interface(interface))
+        elif message.event == "QueueMemberPause":
+            self._spawn(
+                self._mirror_pause(
+                    interface, message.get("Paused") == "1", message.get("PausedReason") or ""
+                )
+            )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _mirror_pause(self, interface: str, paused: bool, reason: str) -> None:
+        """Asterisk paused or unpaused a member on its own — autopause after a
+        ring with no answer (reason ``Auto-Pause`` in app_queue's source; not
+        in the recordings), or an administrator at the CLI. The wanted state
+        follows, so the next reconnect does not undo it. Our own QueuePause
+        comes back as the same event and changes nothing."""
+        try:
+            async with self._sessionmaker() as db, db.begin():
+                row = await db.scalar(
+                    select(QueueMembership)
+                    .where(QueueMembership.interface == interface)
+                    .with_for_update()
+                )
+                if row is None:
+                    return
+                is_ready = row.state == AgentState.READY
+                if paused and is_ready:
+                    row.state = AgentState.PAUSED.value
+                    row.reason = (reason if REASON.match(reason) else "auto")[:40]
+                    row.since = self._now()
+                elif not paused and not is_ready:
+                    row.state = AgentState.READY.value
+                    row.reason = None
+                    row.wrapup_until = None
+                    row.since = self._now()
+                else:
+                    return
+                user_id = row.user_id
+            self._cancel_timer(user_id)
+            logger.info("agent user_id=%s %s by Asterisk", user_id, "paused" if paused else "ready")
+        except Exception:
+            logger.exception("mirroring a pause of %s failed", interface)
 
     async def _wrapup_interface(self, interface: str) -> None:
         try:

@@ -93,7 +93,7 @@ class TelephonyService:
         at = self._now()
         self.live.apply(message, at)
         events = self.tracker.feed(message, at)
-        if message.event == "AgentComplete":
+        if message.event in ("AgentComplete", "QueueMemberPause"):
             self.agents.on_event(message)
         if events or self.tracker.finished:
             self._events.extend(events)
