@@ -207,3 +207,50 @@ def test_every_event_the_tracker_emits_matches_its_registered_schema() -> None:
                 EVENTS[event.name].model_validate(event.payload)
                 seen.add(event.name)
     assert seen == set(EVENTS)
+
+
+def _split_at_gap(name: str) -> tuple[list[AmiMessage], list[tuple[datetime, AmiMessage]]]:
+    """The recording's CoreShowChannel answer (taken while the call was
+    bridged) and the events after it, as if smeline connected in between."""
+    messages = timed_messages(name)
+    listing = [m for _, m in messages if m.event == "CoreShowChannel"]
+    last = max(i for i, (_, m) in enumerate(messages) if m.event == "CoreShowChannelsComplete")
+    return listing, messages[last + 1 :]
+
+
+def test_a_call_that_started_while_smeline_was_away_is_adopted_and_recorded() -> None:
+    listing, rest = _split_at_gap("recordings--ami-events-call")
+    tracker = CallTracker(window_of_queue=window_of)
+    events = tracker.adopt_live(listing, rest[0][0])
+    assert [e.name for e in events] == ["call.answered"]
+    for at, message in rest:
+        tracker.feed(message, at)
+    (call,) = tracker.drain_finished()
+    assert call.outcome is CallOutcome.ANSWERED and call.talk_seconds == 7
+    assert call.windows == ["meijiang"]
+    assert tracker.calls == {} and tracker.channels == {}
+
+
+def test_adopting_a_call_that_is_already_known_changes_nothing() -> None:
+    messages = timed_messages("recordings--ami-events-call")
+    tracker = CallTracker(window_of_queue=window_of)
+    last = max(i for i, (_, m) in enumerate(messages) if m.event == "CoreShowChannelsComplete")
+    for at, message in messages[: last + 1]:
+        tracker.feed(message, at)
+    before = tracker.calls["cctest-1795343657.0"].row()
+    listing = [m for _, m in messages if m.event == "CoreShowChannel"]
+    assert tracker.adopt_live(listing, messages[last][0]) == []
+    assert tracker.calls["cctest-1795343657.0"].row() == before
+
+
+def test_conference_rebuilt_after_a_reconnect_attaches_the_expert_once() -> None:
+    messages = timed_messages("recordings--ami-confbridge")
+    listed = [m for _, m in messages if m.event == "ConfbridgeList"]
+    tracker = CallTracker(window_of_queue=window_of)
+    cut = next(i for i, (_, m) in enumerate(messages) if m.event == "ConfbridgeStart")
+    for at, message in messages[:cut]:
+        tracker.feed(message, at)  # smeline saw the call up to the redirect, then lost AMI
+    tracker.restore_conference("testconf", listed, messages[cut][0])
+    tracker.restore_conference("testconf", listed, messages[cut][0])  # a second reconnect
+    (call,) = tracker.calls.values()
+    assert len(call.escalations) == 1 and call.is_joint

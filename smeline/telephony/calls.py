@@ -39,9 +39,9 @@ the same stream twice gives the same record.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -220,6 +220,15 @@ def _int(value: str | None) -> int:
         return 0
 
 
+def _duration(value: str | None) -> timedelta:
+    """CoreShowChannel's ``Duration: 00:00:01``."""
+    try:
+        hours, minutes, seconds = (int(part) for part in (value or "").split(":"))
+    except ValueError:
+        return timedelta(0)
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
 def _strip_unknown(value: str | None) -> str:
     return "" if value in (None, "<unknown>") else str(value)
 
@@ -306,6 +315,87 @@ class CallTracker:
         for linkedid in [k for k, c in self.calls.items() if not c.channels]:
             events.extend(self._close(self.calls[linkedid], at))
         return events
+
+    def adopt_live(self, channels: Iterable[AmiMessage], at: datetime) -> list[CallEvent]:
+        """After a (re)connect: calls that started while smeline was away.
+
+        ``channels`` are CoreShowChannel items. A channel whose Uniqueid is
+        its Linkedid started a call; if it came in on an inbound context or
+        sits in Queue(), it gets a record (started ``Duration`` ago), the
+        other channels of that call are attached. Their later events (Agent*,
+        Hangup) then land on a known call instead of being dropped.
+        """
+        items = list(channels)
+        events: list[CallEvent] = []
+        for item in items:
+            uniqueid = item.get("Uniqueid") or ""
+            linkedid = item.get("Linkedid") or uniqueid
+            if linkedid in self.calls or uniqueid != linkedid:
+                continue
+            application = item.get("Application") or ""
+            if item.get("Context") not in self.inbound_contexts and application != "Queue":
+                continue
+            call = self._start_call(
+                item, at - _duration(item.get("Duration")), CallDirection.INBOUND
+            )
+            if application == "Queue":
+                queue = (item.get("ApplicationData") or "").split(",", 1)[0]
+                if queue:
+                    call.queues.append(queue)
+                    window = self.window_of_queue(queue)
+                    if window:
+                        call.windows.append(window)
+                    if item.get("BridgeId"):
+                        # Already talking to an agent; the answer time is unknown.
+                        call.answered_at = at
+                        call.outcome = CallOutcome.ANSWERED
+                        call.answered_queue = window or queue
+                    else:
+                        call.in_queue = queue
+                        call.queue_entered_at = at
+                        call.queued_at = at
+            if call.in_queue is not None:
+                payload = self._public(call)
+                payload.update(position=0, priority=None)
+                events.append(CallEvent("call.queued", payload))
+            elif call.answered_at is not None:
+                payload = self._public(call)
+                payload["agent_name"] = None
+                events.append(CallEvent("call.answered", payload))
+        for item in items:
+            uniqueid = item.get("Uniqueid") or ""
+            linkedid = item.get("Linkedid") or uniqueid
+            known = self.calls.get(linkedid)
+            if known is not None and uniqueid not in known.channels:
+                self._adopt(uniqueid, item.get("Channel") or "", linkedid, known)
+                if known.answered_at is not None and known.agent_uniqueid is None:
+                    # The other leg of an answered queue call is the agent's.
+                    known.agent_uniqueid = uniqueid
+        return events
+
+    def restore_conference(
+        self, conference: str, members: Iterable[AmiMessage], at: datetime
+    ) -> None:
+        """After a (re)connect: who is in a ConfBridge room (ConfbridgeList)."""
+        listed = list(members)
+        owner: CallRecordData | None = None
+        for item in listed:
+            channel = self.channels.get(item.get("Uniqueid") or "")
+            if channel is not None and channel.owner in self.calls:
+                owner = self.calls[channel.owner]
+                break
+        if owner is None:
+            return
+        self.conferences[conference] = owner.linkedid
+        known = {e.uniqueid for e in owner.escalations}
+        for item in listed:
+            uniqueid = item.get("Uniqueid") or ""
+            if uniqueid in owner.channels or uniqueid in known:
+                continue
+            channel = self.channels.get(uniqueid) or self._adopt(
+                uniqueid, item.get("Channel") or "", item.get("Linkedid") or uniqueid, None
+            )
+            self._attach(owner, conference, channel, at)
 
     # -- helpers ----------------------------------------------------------
 

@@ -146,7 +146,10 @@ class TelephonyService:
             logger.warning("rebuilding the live picture failed: %s", exc)
             return
         live_ids = {e.get("Uniqueid") or "" for e in channels.events}
-        events = self.tracker.reconcile(live_ids, self._now())
+        now = self._now()
+        events = self.tracker.reconcile(live_ids, now)
+        events.extend(self.tracker.adopt_live(channels.events, now))
+        await self._restore_conferences(now)
         finished = self.tracker.drain_finished()
         if finished and self._queue_log_path is not None:
             await self._correct_from_queue_log(finished)
@@ -161,6 +164,18 @@ class TelephonyService:
             len(self.live.members),
             len(finished),
         )
+
+    async def _restore_conferences(self, now: datetime) -> None:
+        try:
+            rooms = await self.client.send_action("ConfbridgeListRooms")
+            # Recorded: with no room Asterisk answers Response: Error
+            # "No active conferences." instead of an empty list.
+            for room in rooms.events:
+                name = room.get("Conference") or ""
+                members = await self.client.send_action("ConfbridgeList", [("Conference", name)])
+                self.tracker.restore_conference(name, members.events, now)
+        except AmiError as exc:
+            logger.warning("rebuilding conferences failed: %s", exc)
 
     async def _correct_from_queue_log(self, records: list[CallRecordData]) -> None:
         path = self._queue_log_path
