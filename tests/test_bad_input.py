@@ -298,6 +298,11 @@ WRITES = [
     ("POST", "/api/tickets/{id}/comments"),
     ("POST", "/api/users"),
     ("POST", "/api/auth/login"),
+    ("POST", "/api/telephony/agents/me/login"),
+    ("POST", "/api/telephony/agents/me/state"),
+    ("POST", "/api/telephony/agents/1/pause"),
+    ("POST", "/api/telephony/calls/cctest-1.0/spy"),
+    ("POST", "/api/telephony/calls/cctest-1.0/transfer"),
 ]
 
 

@@ -196,8 +196,8 @@ def _window_for(p: Principal, wanted: str | None) -> str:
 async def agent_login(request: web.Request) -> web.StreamResponse:
     p = principal_of(request)
     p.require(Permission.TELEPHONY_AGENT)
-    _telephony(request).require_configured()
     data = await parse_body(request, LoginIn)
+    _telephony(request).require_configured()
     window = _window_for(p, data.window_code)
     if p.role is Role.COUNTY_ADMIN:
         county = request.app[keys.REFERENCE].data.windows[window].county_code
@@ -267,8 +267,8 @@ async def _supervised(request: web.Request, p: Principal) -> int:
 async def force_pause(request: web.Request) -> web.StreamResponse:
     p = principal_of(request)
     user_id = await _supervised(request, p)
-    _telephony(request).require_configured()
     data = await parse_body(request, ForcePauseIn)
+    _telephony(request).require_configured()
     t = _telephony(request)
     status = await t.agents.act(user_id, AgentAction.PAUSE, reason=data.reason or "supervisor")
     await t.actions.audit(p.user_id, "force_pause", f"user:{user_id}", {"reason": data.reason})
@@ -302,8 +302,8 @@ async def force_logout(request: web.Request) -> web.StreamResponse:
 async def spy_on_call(request: web.Request) -> web.StreamResponse:
     p = principal_of(request)
     p.require(Permission.TELEPHONY_SUPERVISE)
-    _telephony(request).require_configured()
     data = await parse_body(request, SpyIn)
+    _telephony(request).require_configured()
     originated = await _telephony(request).actions.spy(
         actor_user_id=p.user_id,
         linkedid=_linkedid(request),
@@ -330,8 +330,8 @@ def _linkedid(request: web.Request) -> str:
 async def transfer_call(request: web.Request) -> web.StreamResponse:
     p = principal_of(request)
     p.require(Permission.TELEPHONY_AGENT)
-    _telephony(request).require_configured()
     data = await parse_body(request, TransferIn)
+    _telephony(request).require_configured()
     await _telephony(request).actions.transfer_to_window(
         actor_user_id=p.user_id, linkedid=_linkedid(request), window=data.window_code
     )
