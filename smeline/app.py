@@ -24,6 +24,7 @@ from smeline.bus import EventRegistry, make_bus
 from smeline.config import Settings
 from smeline.db import make_engine, make_sessionmaker
 from smeline.errors import error_middleware
+from smeline.expert_pool import http as expert_http
 from smeline.notifications import http as notification_http
 from smeline.notifications.dispatcher import Dispatcher
 from smeline.notifications.senders import build_senders
@@ -31,6 +32,7 @@ from smeline.notifications.services import Outbox
 from smeline.openapi import build_openapi, openapi_handler
 from smeline.reference import http as reference_http
 from smeline.reference.services import ReferenceService
+from smeline.telephony import escalation_http
 from smeline.telephony import events as telephony_events
 from smeline.telephony import http as telephony_http
 from smeline.telephony.setup import build_telephony, telephony_lifecycle
@@ -155,6 +157,8 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         ticket_http.calendar_routes,
         notification_http.routes,
         telephony_http.routes,
+        escalation_http.routes,
+        expert_http.routes,
     ]
     public = {(s.method, s.path) for table in route_tables for s in table.specs if s.public}
     public.add(("GET", "/api/openapi.json"))

@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     messages_dir: Path = Path("/var/spool/asterisk/smeline/messages")
     recording_retention_days: int = Field(default=180, ge=1)
 
+    # Three-way escalation
+    escalation_timeout_seconds: int = Field(default=45, ge=5, le=600)  # a far leg rings this long
+    province_platform_number: str = ""  # the provincial platform's hotline, through the trunk
+
     # Hotline IVR and queues
     wrapup_seconds: int = Field(default=30, ge=0, le=600)  # after-call work (a QueuePause)
     queue_log_path: Path | None = None  # Asterisk's queue_log, when readable from here

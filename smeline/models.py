@@ -2,6 +2,7 @@
 
 from smeline.auth.models import AuthSession, LoginFailure, User
 from smeline.db import Base
+from smeline.expert_pool.models import Consultation, Expert
 from smeline.notifications.models import Notification
 from smeline.portal_bridge.models import Enterprise, Member
 from smeline.reference.models import Category, Channel, County, Window
@@ -40,8 +41,10 @@ __all__ = [
     "CalendarYear",
     "Category",
     "Channel",
+    "Consultation",
     "County",
     "Escalation",
+    "Expert",
     "Handoff",
     "LoginFailure",
     "Notification",

@@ -78,6 +78,15 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("POST", "/api/telephony/calls/{linkedid}/transfer"): Rule(DESK, 503),
     ("POST", "/api/tickets/{ticket_id}/call"): Rule(DESK, 503),
     ("GET", "/api/telephony/calls/{linkedid}/recording"): Rule(SUPERVISE, 404),
+    ("POST", "/api/telephony/calls/{linkedid}/escalations"): Rule(DESK, 503),
+    ("POST", "/api/telephony/calls/{linkedid}/escalations/merge"): Rule(DESK, 503),
+    ("POST", "/api/telephony/calls/{linkedid}/escalations/leave"): Rule(DESK, 503),
+    ("POST", "/api/telephony/calls/{linkedid}/escalations/drop"): Rule(DESK, 503),
+    ("POST", "/api/telephony/calls/{linkedid}/escalations/cancel"): Rule(DESK, 503),
+    ("GET", "/api/experts"): Rule(DESK, 200),
+    ("GET", "/api/experts/available"): Rule(DESK, 200),
+    ("POST", "/api/experts"): Rule(ADMIN, 201),
+    ("PATCH", "/api/experts/{expert_id}"): Rule(ADMIN, 200),
 }
 
 PLACEMENT: dict[str, dict[str, str]] = {
@@ -314,6 +323,42 @@ async def _recording(w: World) -> Req:
     return Req("/api/telephony/calls/cctest-1795343657.0/recording")
 
 
+async def _escalate(w: World) -> Req:
+    return Req(
+        "/api/telephony/calls/cctest-1795343657.0/escalations",
+        {"target_kind": "city", "consult": False},
+    )
+
+
+def _escalation_step(step: str) -> Builder:
+    async def build(w: World) -> Req:
+        return Req(f"/api/telephony/calls/cctest-1795343657.0/escalations/{step}")
+
+    return build
+
+
+async def _experts(w: World) -> Req:
+    return Req("/api/experts")
+
+
+async def _available_experts(w: World) -> Req:
+    return Req("/api/experts/available?category=legal")
+
+
+def _expert_body(w: World) -> dict[str, Any]:
+    return {"name": f"专家{w.unique()}", "phone": "13923001234", "specialties": ["legal"]}
+
+
+async def _create_expert(w: World) -> Req:
+    return Req("/api/experts", _expert_body(w))
+
+
+async def _update_expert(w: World) -> Req:
+    status, expert = await w.api.call("POST", "/api/experts", w.api.admin, json=_expert_body(w))
+    assert status == 201, expert
+    return Req(f"/api/experts/{expert['id']}", {"active": False})
+
+
 BUILDERS: dict[tuple[str, str], Builder] = {
     ("GET", "/api/health"): _health,
     ("POST", "/api/auth/login"): _login,
@@ -354,6 +399,15 @@ BUILDERS: dict[tuple[str, str], Builder] = {
     ("POST", "/api/telephony/calls/{linkedid}/transfer"): _transfer,
     ("POST", "/api/tickets/{ticket_id}/call"): _call_contact,
     ("GET", "/api/telephony/calls/{linkedid}/recording"): _recording,
+    ("POST", "/api/telephony/calls/{linkedid}/escalations"): _escalate,
+    ("POST", "/api/telephony/calls/{linkedid}/escalations/merge"): _escalation_step("merge"),
+    ("POST", "/api/telephony/calls/{linkedid}/escalations/leave"): _escalation_step("leave"),
+    ("POST", "/api/telephony/calls/{linkedid}/escalations/drop"): _escalation_step("drop"),
+    ("POST", "/api/telephony/calls/{linkedid}/escalations/cancel"): _escalation_step("cancel"),
+    ("GET", "/api/experts"): _experts,
+    ("GET", "/api/experts/available"): _available_experts,
+    ("POST", "/api/experts"): _create_expert,
+    ("PATCH", "/api/experts/{expert_id}"): _update_expert,
 }
 
 

@@ -254,3 +254,26 @@ def test_conference_rebuilt_after_a_reconnect_attaches_the_expert_once() -> None
     tracker.restore_conference("testconf", listed, messages[cut][0])  # a second reconnect
     (call,) = tracker.calls.values()
     assert len(call.escalations) == 1 and call.is_joint
+
+
+def test_a_far_leg_that_names_its_call_first_is_still_one_escalation() -> None:
+    """The conference recording, with the originated Local leg announcing the
+    call's Linkedid (SMELINE_LINKEDID, as smeline's Originate sets it) right
+    after its Newchannel — before it joins the room."""
+    tracker = CallTracker(window_of_queue=window_of)
+    for at, message in timed_messages("recordings--ami-confbridge"):
+        tracker.feed(message, at)
+        if message.event == "Newchannel" and (message.get("Channel") or "").endswith(";1"):
+            fields = [(k, v) for k, v in message.fields if k not in ("Event", "Privilege")]
+            varset = AmiMessage(
+                (
+                    ("Event", "VarSet"),
+                    *fields,
+                    ("Variable", "SMELINE_LINKEDID"),
+                    ("Value", "cctest-1795343804.11"),
+                )
+            )
+            tracker.feed(varset, at)
+    (call,) = tracker.drain_finished()
+    assert len(call.escalations) == 1 and call.is_joint
+    assert call.escalations[0].channel.startswith("Local/party@third-")

@@ -518,7 +518,7 @@ def test_conference_roles_are_whitelisted_with_the_right_profiles(
 ) -> None:
     steps = flow(dialplan, "smeline-conference", "s")
     roles = re.findall(r'SMELINE_CONF_ROLE\}" = "(\w+)"', " ".join(s.args for s in steps))
-    assert set(roles) == {"caller", "agent", "party", "province"}
+    assert set(roles) == {"caller", "agent", "party", "province", "consult"}
     bridges = [s for s in steps if s.app == "ConfBridge"]
     confbridge = read_config("confbridge.conf", files)
     names = {s.name for s in confbridge}
@@ -530,6 +530,10 @@ def test_conference_roles_are_whitelisted_with_the_right_profiles(
     assert split_top(by_label["agent"].args, ",")[2] == "smeline-party"
     # A far leg joins only while a marked user (the caller) is in the room.
     assert "CONFBRIDGE_INFO(marked," in by_label["party"].args
+    # The agent briefing a far leg in private is marked too (the far leg ends with them).
+    assert split_top(by_label["consult"].args, ",")[2] == "smeline-consult"
+    consult = {s.name: s for s in confbridge}["smeline-consult"]
+    assert consult.get("marked") == "yes" and consult.get("type") == "user"
 
 
 def test_dial_targets_use_local_scheme_and_the_trunk_from_globals(dialplan: Dialplan) -> None:

@@ -670,6 +670,13 @@ class CallTracker:
             self.conferences.setdefault(conference, owner.linkedid)
             for pending, joined in self._pending_conference.pop(conference, []):
                 events.extend(self._attach(owner, conference, pending, joined))
+            if uniqueid not in (owner.caller_uniqueid, owner.agent_uniqueid) and not any(
+                e.uniqueid == uniqueid for e in owner.escalations
+            ):
+                # A far leg that told its call through SMELINE_LINKEDID before
+                # joining (the VarSet comes first) is already the call's own
+                # channel, and still an escalation target.
+                return [*events, *self._attach(owner, conference, channel, at)]
             events.append(
                 self._member_event("conference.member_joined", owner, conference, message)
             )

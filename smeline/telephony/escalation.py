@@ -60,8 +60,9 @@ halves stay visible)::
 
 The originated pair gets a Linkedid of its own (recorded), hence
 ``SMELINE_LINKEDID``; the legs are followed here by their Newchannel events
-(Uniqueid or Linkedid equal to the ChannelId). ``OriginateResponse`` Reason 4
-is an answer; 3 no answer; 5 busy; anything else (0 is both "busy" and
+(Uniqueid or Linkedid equal to the ChannelId). The ``OriginateResponse`` is
+matched by its Uniqueid, which is the ChannelId (recorded): Reason 4 is an
+answer; 3 no answer; 5 busy; anything else (0 is both "busy" and
 "unknown" in the recordings) a failure. smeline also gives up on its own a few
 seconds after the timeout if no OriginateResponse came.
 
@@ -109,7 +110,7 @@ from smeline.expert_pool.services import ExpertCandidate, ExpertService
 from smeline.routing.numbers import NumberPlan, dial_string, normalise
 from smeline.telephony.actions import TelephonyUnavailable
 from smeline.telephony.agents import TelephonyNotConfigured
-from smeline.telephony.ami import AmiError, AmiResult, AmiTimeout, Fields
+from smeline.telephony.ami import AmiError, AmiResult, Fields
 from smeline.telephony.ami_protocol import AmiMessage
 from smeline.telephony.calls import CallRecordData, CallTracker, Escalation
 
@@ -135,13 +136,6 @@ class EscalationAmi(Protocol):
         timeout: float | None = None,  # noqa: ASYNC109
         check: bool = False,
     ) -> AmiResult: ...
-
-    async def originate_and_wait(
-        self,
-        fields: Fields,
-        *,
-        timeout: float,  # noqa: ASYNC109
-    ) -> AmiMessage: ...
 
     def add_event_listener(self, callback: Callable[[AmiMessage], None]) -> None: ...
 
@@ -241,6 +235,10 @@ class _Attempt:
     answered_at: datetime | None = None
     legs: dict[str, str] = field(default_factory=dict)  # uniqueid -> channel name
     ring_task: asyncio.Task[None] | None = None
+    #: The OriginateResponse, matched by its Uniqueid (= our ChannelId, recorded).
+    response: asyncio.Future[AmiMessage] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
     agent_left: bool = False
     done: bool = False
 
@@ -330,6 +328,7 @@ class EscalationService:
         with ``consult``, the caller waits on hold while the agent briefs)."""
         self._connected()
         call = self._tracked_call(linkedid, agent_interface)
+        self._forget_ended_calls()
         busy = self._calls.get(linkedid)
         if busy is not None and (busy.lock.locked() or busy.attempt is not None):
             raise EscalationInProgress("This call is already being escalated")
@@ -366,6 +365,14 @@ class EscalationService:
             except ApiError:
                 state.attempt = None
                 await self._log_outcome(attempt, Outcome.FAILED, ended=True)
+                raise
+            try:
+                # Answered with "Originate successfully queued"; the outcome
+                # comes later as an OriginateResponse event with our ChannelId.
+                await self._send("Originate", self._originate_fields(state, attempt))
+            except ApiError:
+                await self._end_attempt(state, attempt, Outcome.FAILED)
+                await self._after_target_gone(state)
                 raise
             attempt.ring_task = self._spawn(self._ring(state, attempt))
             return self._view(state)
@@ -457,6 +464,16 @@ class EscalationService:
                 status=403,
             )
         return call
+
+    def _forget_ended_calls(self) -> None:
+        """Calls whose end smeline did not see (a reconnect gap) are closed by
+        the tracker; their escalation state goes with them."""
+        tracker = self._tracker
+        if tracker is None:
+            return
+        for linkedid, state in list(self._calls.items()):
+            if linkedid not in tracker.calls and not state.lock.locked():
+                del self._calls[linkedid]
 
     def _new_state(self, call: CallRecordData) -> _Call:
         tracker = self._tracker
@@ -664,6 +681,7 @@ class EscalationService:
             # The ;1 half's Uniqueid: the OriginateResponse carries it, and the
             # ;2 half's Linkedid is it (recorded), so every leg can be found.
             ("ChannelId", attempt.channel_id),
+            ("Async", "true"),
             ("Variable", f"SMELINE_ROOM={state.room}"),
             ("Variable", f"SMELINE_CONF_ROLE={attempt.target.role}"),
             # The originated pair gets a Linkedid of its own (recorded); this
@@ -672,20 +690,15 @@ class EscalationService:
         ]
 
     async def _ring(self, state: _Call, attempt: _Attempt) -> None:
-        ami = self._ami
-        if ami is None:
-            return
-        message: AmiMessage | None = None
         try:
-            message = await ami.originate_and_wait(
-                self._originate_fields(state, attempt),
-                timeout=self.timeout_seconds + self.answer_grace_seconds,
+            message = await asyncio.wait_for(
+                asyncio.shield(attempt.response),
+                self.timeout_seconds + self.answer_grace_seconds,
             )
-        except AmiTimeout:
-            outcome = Outcome.NO_ANSWER  # no OriginateResponse: give up ourselves
-        except AmiError as exc:
-            logger.warning("escalation %s: originate failed: %s", state.linkedid, exc)
-            outcome = Outcome.FAILED
+        except TimeoutError:
+            # No OriginateResponse although Asterisk's own Timeout has passed
+            # (a lost event, a reconnect): smeline gives up itself.
+            outcome = Outcome.NO_ANSWER
         else:
             outcome = _originate_outcome(message)
         async with state.lock:
@@ -827,6 +840,13 @@ class EscalationService:
         name = message.event
         if name == "Newchannel":
             self._on_newchannel(message)
+        elif name == "OriginateResponse":
+            uniqueid = message.get("Uniqueid")
+            for state in self._calls.values():
+                attempt = state.attempt
+                if attempt is not None and attempt.channel_id == uniqueid:
+                    if not attempt.response.done():
+                        attempt.response.set_result(message)
         elif name in ("HangupRequest", "SoftHangupRequest"):
             # The caller is going (recorded: HangupRequest comes first, then
             # ConfBridge ends the end_marked legs, and the caller's own Hangup
@@ -836,6 +856,10 @@ class EscalationService:
             for state in self._calls.values():
                 if uniqueid == state.caller_uniqueid:
                     state.caller_gone = True
+                elif uniqueid == state.agent_uniqueid:
+                    # Likewise the agent: a far leg ended by the agent leaving
+                    # a consultation went with the agent, it did not hang up.
+                    state.agent_present = False
         elif name == "Hangup":
             self._on_hangup(message)
         elif name == "ConfbridgeJoin":
@@ -919,7 +943,8 @@ class EscalationService:
         async with state.lock:
             if state.attempt is not attempt or attempt.done or state.caller_gone:
                 return
-            outcome = Outcome.AGENT_LEFT if attempt.agent_left else Outcome.ANSWERED
+            agent_left = attempt.agent_left or not state.agent_present
+            outcome = Outcome.AGENT_LEFT if agent_left else Outcome.ANSWERED
             await self._end_attempt(state, attempt, outcome)
             await self._after_target_gone(state)
 

@@ -35,10 +35,6 @@ from smeline.telephony.escalation import (
 )
 from smeline.telephony.phones import interface_of
 
-#: Seconds a far leg rings when the settings say nothing
-#: (``escalation_timeout_seconds``).
-DEFAULT_TIMEOUT_SECONDS = 45
-
 ESCALATIONS = web.AppKey("escalations", EscalationService)
 
 
@@ -70,10 +66,8 @@ def install(app: web.Application) -> EscalationService:
         plan=number_plan(settings),
         windows=lambda: reference.data.windows.keys(),
         now=utcnow,
-        timeout_seconds=int(
-            getattr(settings, "escalation_timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
-        ),
-        province_number=str(getattr(settings, "province_platform_number", "")),
+        timeout_seconds=settings.escalation_timeout_seconds,
+        province_number=settings.province_platform_number,
     )
     app[ESCALATIONS] = service
 
