@@ -21,20 +21,12 @@ from smeline.telephony.ami import (
 from smeline.telephony.ami_protocol import MAX_MESSAGE_BYTES, AmiMessage, encode_message
 from tests.asterisk_double import RECORDINGS
 from tests.asterisk_double.ami_server import AmiDouble, load_recording
+from tests.polling import until
 
 DEADLINE = 5.0
 CHINESE_NAME = "梅州市某某科技有限公司"
 
 ClientFactory = Callable[..., AmiClient]
-
-
-async def eventually(condition: Callable[[], bool], within: float = DEADLINE) -> None:
-    """Poll ``condition`` until it holds; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture
@@ -102,7 +94,7 @@ async def test_logs_in_with_actionid_second_and_receives_events(
     )
     assert client.connected and double.logged_in_connections == 1
     await double.emit({"Event": "UserEvent", "UserEvent": "hello"})
-    await eventually(lambda: any(m.event == "UserEvent" for m in seen))
+    await until(lambda: any(m.event == "UserEvent" for m in seen))
     assert client.events_received >= 3  # FullyBooted, SuccessfulAuth, UserEvent
 
 
@@ -113,9 +105,9 @@ async def test_bad_password_is_logged_and_backed_off_then_recovers(
     double.secret = "other"
     client = make_client(secret="wrong-secret", backoff_initial=0.05, backoff_max=0.2)
     await client.start()
-    await eventually(lambda: client.connect_attempts >= 2)
+    await until(lambda: client.connect_attempts >= 2)
     began, first = time.monotonic(), client.connect_attempts
-    await eventually(lambda: client.connect_attempts >= first + 3)
+    await until(lambda: client.connect_attempts >= first + 3)
     elapsed = time.monotonic() - began
     # Waits after attempts 2, 3, 4 are at least half of 0.1, 0.2, 0.2 s
     # (jitter); a tight loop would make hundreds of attempts in that time.
@@ -146,16 +138,16 @@ async def test_reconnects_after_drop_and_fails_pending_actions(
     client.add_connect_listener(on_connect)
     client.add_disconnect_listener(lambda: disconnects.append(1))
     await client.start()
-    await eventually(lambda: connects == [1])
+    await until(lambda: connects == [1])
 
     double.unresponsive = True
     pending = asyncio.create_task(client.send_action("CoreShowChannels"))
-    await eventually(lambda: any(m.get("Action") == "CoreShowChannels" for m in double.actions))
+    await until(lambda: any(m.get("Action") == "CoreShowChannels" for m in double.actions))
     double.unresponsive = False
     await double.drop_connections()
     with pytest.raises(AmiNotConnected):
         await pending
-    await eventually(lambda: connects == [1, 1])
+    await until(lambda: connects == [1, 1])
     assert disconnects == [1]
     assert client.reconnects == 1 and client.connected
     assert double.connections_accepted == 2
@@ -166,21 +158,21 @@ async def test_ping_keepalive_detects_a_peer_that_stops_answering(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="smeline.telephony.ami")
     client = await started(make_client, ping_interval=0.05, action_timeout=0.2)
-    await eventually(lambda: any(m.get("Action") == "Ping" for m in double.actions))
+    await until(lambda: any(m.get("Action") == "Ping" for m in double.actions))
     lost: list[int] = []
     client.add_disconnect_listener(lambda: lost.append(1))
     double.unresponsive = True  # the socket stays open: only Ping can tell
-    await eventually(lambda: lost == [1])
+    await until(lambda: lost == [1])
     assert any("keep-alive" in r.getMessage() for r in caplog.records)
     double.unresponsive = False
     await client.wait_connected(DEADLINE)
-    await eventually(lambda: client.reconnects == 1)
+    await until(lambda: client.reconnects == 1)
 
 
 async def test_protocol_error_reconnects(double: AmiDouble, make_client: ClientFactory) -> None:
     client = await started(make_client)
     await double.emit_raw(b"Event: Runaway\r\nData: " + b"x" * (MAX_MESSAGE_BYTES + 10))
-    await eventually(lambda: client.reconnects == 1 and client.connected)
+    await until(lambda: client.reconnects == 1 and client.connected)
 
 
 async def test_stop_logs_off(double: AmiDouble, make_client: ClientFactory) -> None:
@@ -188,7 +180,7 @@ async def test_stop_logs_off(double: AmiDouble, make_client: ClientFactory) -> N
     await client.stop()
     assert double.actions[-1].get("Action") == "Logoff"
     assert not client.connected
-    await eventually(lambda: double.logged_in_connections == 0)
+    await until(lambda: double.logged_in_connections == 0)
 
 
 # -- actions ---------------------------------------------------------------------------
@@ -242,7 +234,7 @@ async def test_list_items_are_collected_while_other_events_reach_listeners(
     client.add_event_listener(seen.append)
     double.unresponsive = True  # the test writes the reply itself, interleaved
     task = asyncio.create_task(client.send_action("QueueStatus", {"Queue": "q"}))
-    await eventually(lambda: any(m.get("Action") == "QueueStatus" for m in double.actions))
+    await until(lambda: any(m.get("Action") == "QueueStatus" for m in double.actions))
     action_id = double.actions[-1].action_id
     assert action_id is not None
     recorded = load_recording(RECORDINGS / "recordings-2--ami-abandon.txt")
@@ -284,7 +276,7 @@ async def test_originate_response_goes_to_listeners_and_is_matched_by_actionid(
     slow = asyncio.create_task(
         client.originate_and_wait({**base, "Channel": "PJSIP/noans"}, timeout=DEADLINE)
     )
-    await eventually(lambda: any(m.get("Channel") == "PJSIP/noans" for m in double.actions))
+    await until(lambda: any(m.get("Channel") == "PJSIP/noans" for m in double.actions))
     busy = await client.originate_and_wait(
         [*base.items(), ("Channel", "PJSIP/extbusy"), ("ChannelId", "cc-busy-1")],
         timeout=DEADLINE,
@@ -353,7 +345,7 @@ async def test_ignored_events_never_reach_listeners(
     for name in ("VarSet", "CEL", "RTCPSent", "RTCPReceived", "Newexten", "AGIExecStart"):
         await double.emit({"Event": name, "Channel": "PJSIP/sipp-00000000"})
     await double.emit({"Event": "Newchannel", "Channel": "PJSIP/sipp-00000000"})
-    await eventually(lambda: bool(seen))
+    await until(lambda: bool(seen))
     assert [m.event for m in seen] == ["Newchannel"]
     assert client.events_received - before == 7
 
@@ -371,7 +363,7 @@ async def test_listener_exception_does_not_break_the_reader(
     client.add_event_listener(lambda m: seen.append(m.event))
     await double.emit({"Event": "Newchannel"})
     await double.emit({"Event": "Hangup"})
-    await eventually(lambda: seen == ["Newchannel", "Hangup"])
+    await until(lambda: seen == ["Newchannel", "Hangup"])
     assert any("listener failed" in r.getMessage() for r in caplog.records)
     assert (await client.send_action("Ping")).ok
 
@@ -397,10 +389,10 @@ async def test_chinese_name_split_across_writes_arrives_intact(
     before = client.bytes_received
     await double.emit_raw(first)
     # The client must have read the first half on its own before the rest.
-    await eventually(lambda: client.bytes_received >= before + len(first))
+    await until(lambda: client.bytes_received >= before + len(first))
     assert names == []
     await double.emit_raw(second)
-    await eventually(lambda: bool(names))
+    await until(lambda: bool(names))
     assert names == [CHINESE_NAME]
 
 
@@ -414,7 +406,7 @@ async def test_replayed_call_reaches_listeners_without_noise(
     sent = await double.replay(path)
     recorded = [m for m in load_recording(path) if m.is_event]
     wanted = [m.event for m in recorded if m.event not in DEFAULT_IGNORED_EVENTS]
-    await eventually(lambda: len(seen) == len(wanted))
+    await until(lambda: len(seen) == len(wanted))
     assert [m.event for m in seen] == wanted
     assert sent == len(recorded) > len(wanted)
 
@@ -437,7 +429,7 @@ async def test_a_burst_of_twenty_thousand_events_all_reach_the_listener_in_order
         ]
         expected.extend(m.get("Uniqueid") or "" for m in batch)
         await double.emit_raw(b"".join(m.encode() for m in batch))
-    await eventually(lambda: len(seen) >= len(expected), within=30)
+    await until(lambda: len(seen) >= len(expected), within=30)
     assert seen == expected
 
 

@@ -5,8 +5,7 @@ escalation at a time, private consultation, and the HTTP routes."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,6 +46,7 @@ from smeline.ticketing.calendar import BusinessCalendar
 from tests.asterisk_double import RECORDINGS
 from tests.asterisk_double.conference import ConferenceDouble
 from tests.conftest import Api, make_settings
+from tests.polling import until, until_async
 
 # The recorded queued call (recordings--ami-events-call): caller and agent legs.
 LINKEDID = "cctest-1795343657.0"
@@ -62,22 +62,6 @@ EXPERT_CHANNEL = (
     "@smeline-dial-target/n"
 )
 PROVINCE_NUMBER = "020-12345678"
-
-
-async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 # --- the pure chooser -------------------------------------------------------------------
@@ -248,7 +232,7 @@ class Rig:
                 and ((rows[-1].ended_at is not None) == ended)
             )
 
-        await eventually(check, within=8)
+        await until_async(check, within=8)
 
     async def record(self) -> CallRecord | None:
         async with self.sessionmaker() as db:
@@ -444,7 +428,7 @@ async def test_target_answers_and_everyone_is_in_one_room(
         record = await rig.record()
         return record is not None and record.joint
 
-    await eventually(joint)
+    await until_async(joint)
     record = await rig.record()
     assert record is not None and record.escalations[0]["target"].startswith(kind.value)
 

@@ -40,6 +40,7 @@ from tests.asterisk_double.agi_channel import (
     load_recorded_session,
     parse_agi_args,
 )
+from tests.polling import until
 
 SESSION = RECORDINGS / "recordings--agi-session.txt"
 HANGUP_MID = RECORDINGS / "recordings--agi-hangup-midcommand.txt"
@@ -65,15 +66,6 @@ async def make_server() -> AsyncIterator[MakeServer]:
     yield make
     for server in servers:
         await server.stop()
-
-
-async def wait_until(predicate: Callable[[], bool], within: float = 3.0) -> None:
-    """Poll a condition with a deadline."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 def channel(server: FastAgiServer, **kwargs: Any) -> AgiChannelDouble:
@@ -357,7 +349,7 @@ async def test_half_environment_then_stall_is_closed_after_env_timeout(
     assert data == b""
     assert 0.25 <= elapsed < 1.5
     assert called == []
-    await wait_until(lambda: server.sessions_active == 0)
+    await until(lambda: server.sessions_active == 0)
     assert server.sessions_rejected == 1
 
 
@@ -431,7 +423,7 @@ async def test_handler_swallowing_cancellation_cannot_hold_the_caller(
     outcome = await channel(server, script="stubborn").run()
     assert outcome.duration < 1.0
     assert outcome.assigned == FALLBACK
-    await wait_until(lambda: len(late) == 1)
+    await until(lambda: len(late) == 1)
     assert "NOOP" not in " ".join(outcome.commands)
 
 
@@ -799,7 +791,7 @@ async def test_hostile_environment_is_closed_quietly(
 
     server.add_route("route", route)
     assert await _raw_client(server.port, payload) == b""  # nothing written back
-    await wait_until(lambda: server.sessions_active == 0 and server.sessions_rejected == 1)
+    await until(lambda: server.sessions_active == 0 and server.sessions_rejected == 1)
     assert called == []
     assert server.errors == 0
     # Still serving.
@@ -826,7 +818,7 @@ async def test_two_hundred_concurrent_sessions(make_server: MakeServer) -> None:
     assert [o.assigned for o in outcomes] == [{"ROUTE": f"q-cctest-{n}"} for n in range(200)]
     assert server.sessions_total == 200
     assert (server.errors, server.deadline_fallbacks) == (0, 0)
-    await wait_until(lambda: server.sessions_active == 0)
+    await until(lambda: server.sessions_active == 0)
 
 
 async def test_over_capacity_and_stop(make_server: MakeServer) -> None:
@@ -844,7 +836,7 @@ async def test_over_capacity_and_stop(make_server: MakeServer) -> None:
     assert refused.commands == []
     assert server.sessions_rejected == 1
 
-    await wait_until(lambda: server.sessions_active == 1)
+    await until(lambda: server.sessions_active == 1)
     port = server.port
     await server.stop()
     outcome = await asyncio.wait_for(held, 3.0)

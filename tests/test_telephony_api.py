@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,14 +15,7 @@ from smeline.telephony.models import TelephonyAudit
 from tests.asterisk_double import RECORDINGS
 from tests.asterisk_double.ami_server import AmiDouble
 from tests.conftest import Api, make_settings, ticket_payload
-
-
-async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
+from tests.polling import until, until_async
 
 
 @pytest.fixture
@@ -86,16 +77,16 @@ async def test_agent_logs_in_pauses_and_the_wallboard_shows_it(
     )
     assert status == 200 and body["state"] == "paused" and member.paused
 
-    async def wallboard() -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    async def wallboard_shows_the_pause() -> bool:
         status, body = await wired.call("GET", "/api/telephony/status", agent)
         assert status == 200
-        return next(w for w in body["windows"] if w["code"] == "xingning")
+        seen.update(next(w for w in body["windows"] if w["code"] == "xingning"))
+        return bool(seen["members"]) and seen["members"][0]["paused"]
 
-    deadline = time.monotonic() + 5
-    while (xingning := await wallboard())["members"] == [] or not xingning["members"][0]["paused"]:
-        assert time.monotonic() < deadline, xingning
-        await asyncio.sleep(0.01)
-    assert xingning["members"][0]["paused_reason"] == "lunch" and xingning["ready"] == 0
+    await until_async(wallboard_shows_the_pause)
+    assert seen["members"][0]["paused_reason"] == "lunch" and seen["ready"] == 0
 
 
 async def test_agents_log_into_their_own_window_only(wired: Api) -> None:

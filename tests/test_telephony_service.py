@@ -3,9 +3,7 @@ agents in queues, call records, reconnects."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,16 +25,9 @@ from smeline.telephony.records import CallRecordStore
 from smeline.telephony.services import TelephonyService
 from tests.asterisk_double import RECORDINGS
 from tests.asterisk_double.ami_server import AmiDouble
+from tests.polling import until, until_async
 
 AGENT = "PJSIP/agent-1"
-
-
-async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 @dataclass
@@ -283,14 +274,11 @@ async def test_an_autopause_by_asterisk_is_kept_after_a_reconnect(rig: Rig) -> N
         }
     )
 
-    async def state() -> AgentState | None:
+    async def paused() -> bool:
         status = await rig.agents.status(rig.user_id)
-        return None if status is None else status.state
+        return status is not None and status.state is AgentState.PAUSED
 
-    deadline = time.monotonic() + 5
-    while await state() is not AgentState.PAUSED:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
+    await until_async(paused)
     status = await rig.agents.status(rig.user_id)
     assert status is not None and status.reason == "Auto-Pause"
     rebuilds = rig.service.rebuilds

@@ -15,17 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from smeline.errors import ApiError, NotFound
 from smeline.routing.numbers import NumberPlan, dial_string, normalise, presented_caller_id
-from smeline.telephony.agents import AmiActions, TelephonyNotConfigured
-from smeline.telephony.ami import AmiError
+from smeline.telephony.ami import AmiActions
 from smeline.telephony.calls import CallTracker
+from smeline.telephony.exceptions import require_connected, send_checked
 from smeline.telephony.models import TelephonyAudit
 
 logger = logging.getLogger(__name__)
-
-
-class TelephonyUnavailable(ApiError):
-    status = 503
-    error_id = "telephony_unavailable"
 
 
 class NotDiallable(ApiError):
@@ -68,20 +63,10 @@ class TelephonyActions:
         self.originate_timeout_ms = originate_timeout_ms
 
     def _connected(self) -> AmiActions:
-        if self._ami is None:
-            raise TelephonyNotConfigured("Telephony is not configured (no Asterisk)")
-        if not self._ami.connected:
-            raise TelephonyUnavailable("Asterisk is not connected right now")
-        return self._ami
+        return require_connected(self._ami)
 
     async def _send(self, action: str, fields: list[tuple[str, str]]) -> None:
-        ami = self._connected()
-        try:
-            await ami.send_action(action, fields, check=True)
-        except AmiError as exc:
-            raise TelephonyUnavailable(
-                f"Asterisk refused {action}", details={"reason": str(exc)}
-            ) from exc
+        await send_checked(self._ami, action, fields)
 
     async def audit(
         self, actor_user_id: int | None, action: str, target: str, detail: dict[str, Any]

@@ -19,14 +19,15 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from smeline.errors import ApiError
-from smeline.telephony.ami import AmiNotConnected, AmiResult, Fields
+from smeline.telephony.ami import AmiActions, AmiNotConnected, AmiResult
 from smeline.telephony.ami_protocol import AmiMessage
+from smeline.telephony.exceptions import TelephonyNotConfigured
 from smeline.telephony.models import QueueMembership
 
 logger = logging.getLogger(__name__)
@@ -84,11 +85,6 @@ _PAUSE_REASON = {
 }
 
 
-class TelephonyNotConfigured(ApiError):
-    status = 503
-    error_id = "telephony_not_configured"
-
-
 class AgentNotLoggedIn(ApiError):
     status = 409
     error_id = "agent_not_logged_in"
@@ -97,20 +93,6 @@ class AgentNotLoggedIn(ApiError):
 class AgentTransitionInvalid(ApiError):
     status = 409
     error_id = "invalid_agent_transition"
-
-
-class AmiActions(Protocol):
-    @property
-    def connected(self) -> bool: ...
-
-    async def send_action(
-        self,
-        action: str,
-        fields: Fields = (),
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109
-        check: bool = False,
-    ) -> AmiResult: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from smeline.masking import mask_phones_in_text
 from smeline.telephony.ami_protocol import AmiMessage, AmiParser, AmiProtocolError, encode_message
@@ -124,6 +124,22 @@ def _is_list_complete(message: AmiMessage) -> bool:
     if (message.get("EventList") or "").lower() == "complete":
         return True
     return (message.event or "").endswith("Complete")
+
+
+class AmiActions(Protocol):
+    """What services need of an AMI client (tests pass stand-ins of their own)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def send_action(
+        self,
+        action: str,
+        fields: Fields = (),
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        check: bool = False,
+    ) -> AmiResult: ...
 
 
 class AmiClient:

@@ -108,11 +108,14 @@ from typing import Any, Protocol
 from smeline.errors import ApiError, NotFound, ValidationFailed, field_error
 from smeline.expert_pool.services import ExpertCandidate, ExpertService
 from smeline.routing.numbers import NumberPlan, dial_string, normalise
-from smeline.telephony.actions import TelephonyUnavailable
-from smeline.telephony.agents import TelephonyNotConfigured
-from smeline.telephony.ami import AmiError, AmiResult, Fields
+from smeline.telephony.ami import AmiActions
 from smeline.telephony.ami_protocol import AmiMessage
 from smeline.telephony.calls import CallRecordData, CallTracker, Escalation
+from smeline.telephony.exceptions import (
+    TelephonyNotConfigured,
+    require_connected,
+    send_checked,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -122,20 +125,8 @@ NO_ANSWER_PROMPT = "smeline/escalate-no-answer"
 _ROOM_SAFE = re.compile(r"[^-.0-9A-Za-z_]")
 
 
-class EscalationAmi(Protocol):
+class EscalationAmi(AmiActions, Protocol):
     """The part of :class:`~smeline.telephony.ami.AmiClient` this module uses."""
-
-    @property
-    def connected(self) -> bool: ...
-
-    async def send_action(
-        self,
-        action: str,
-        fields: Fields = (),
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109
-        check: bool = False,
-    ) -> AmiResult: ...
 
     def add_event_listener(self, callback: Callable[[AmiMessage], None]) -> None: ...
 
@@ -447,11 +438,9 @@ class EscalationService:
     # -- lookups -------------------------------------------------------------------
 
     def _connected(self) -> EscalationAmi:
-        if self._ami is None or self._tracker is None:
+        if self._tracker is None:
             raise TelephonyNotConfigured("Telephony is not configured (no Asterisk)")
-        if not self._ami.connected:
-            raise TelephonyUnavailable("Asterisk is not connected right now")
-        return self._ami
+        return require_connected(self._ami)
 
     def _tracked_call(self, linkedid: str, agent_interface: str | None) -> CallRecordData:
         call = self._tracker.calls.get(linkedid) if self._tracker is not None else None
@@ -571,13 +560,8 @@ class EscalationService:
     # -- AMI -----------------------------------------------------------------------
 
     async def _send(self, action: str, fields: Sequence[tuple[str, str]]) -> None:
-        ami = self._connected()
-        try:
-            await ami.send_action(action, fields, check=True)
-        except AmiError as exc:
-            raise TelephonyUnavailable(
-                f"Asterisk refused {action}", details={"reason": str(exc)}
-            ) from exc
+        self._connected()
+        await send_checked(self._ami, action, fields)
 
     async def _try(self, action: str, fields: Sequence[tuple[str, str]]) -> bool:
         """For clean-up: a channel that is already gone is not an error."""

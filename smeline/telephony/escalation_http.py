@@ -11,7 +11,7 @@ listens to the AMI event stream from then on) and stops it with the app.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, Self
 
@@ -25,7 +25,6 @@ from smeline.auth.middleware import principal_of
 from smeline.auth.models import Role
 from smeline.auth.permissions import Permission, Principal
 from smeline.db import utcnow
-from smeline.errors import NotFound
 from smeline.expert_pool.services import ExpertService
 from smeline.telephony.escalation import (
     EscalationService,
@@ -33,6 +32,7 @@ from smeline.telephony.escalation import (
     TargetKind,
     TargetRequest,
 )
+from smeline.telephony.http import path_linkedid
 from smeline.telephony.phones import interface_of
 
 ESCALATIONS = web.AppKey("escalations", EscalationService)
@@ -137,13 +137,6 @@ def _out(view: EscalationView) -> EscalationOut:
     )
 
 
-def _linkedid(request: web.Request) -> str:
-    value = request.match_info["linkedid"]
-    if not (0 < len(value) <= 64) or not all(c.isalnum() or c in "-._" for c in value):
-        raise NotFound("No such call", error_id="call_not_found")
-    return value
-
-
 def _allowed(request: web.Request) -> tuple[Principal, EscalationService]:
     p = principal_of(request)
     p.require(Permission.TELEPHONY_AGENT)
@@ -166,7 +159,7 @@ def _agent_interface(p: Principal) -> str | None:
 )
 async def start_escalation(request: web.Request) -> web.StreamResponse:
     p, service = _allowed(request)
-    linkedid = _linkedid(request)
+    linkedid = path_linkedid(request)
     data = await parse_body(request, EscalateIn)
     view = await service.start(
         linkedid,
@@ -183,52 +176,46 @@ async def start_escalation(request: web.Request) -> web.StreamResponse:
     return json_ok(_out(view), status=202)
 
 
-@routes.post(
-    "/api/telephony/calls/{linkedid}/escalations/merge",
-    summary="End the private consultation: the caller joins the agent and the far party",
-    response=EscalationOut,
-    errors=(403, 404, 409, 503),
+#: The steps after the start: path, what it does, the service method.
+_STEPS = (
+    (
+        "merge",
+        "End the private consultation: the caller joins the agent and the far party",
+        EscalationService.merge,
+    ),
+    (
+        "leave",
+        "Hand-off: the agent leaves, caller and far party stay connected",
+        EscalationService.agent_leave,
+    ),
+    ("drop", "Let the far party go; caller and agent carry on", EscalationService.drop_target),
+    (
+        "cancel",
+        "Give up on a far party still ringing (or a consultation not merged)",
+        EscalationService.cancel,
+    ),
 )
-async def merge_escalation(request: web.Request) -> web.StreamResponse:
-    p, service = _allowed(request)
-    view = await service.merge(_linkedid(request), agent_interface=_agent_interface(p))
-    return json_ok(_out(view))
 
 
-@routes.post(
-    "/api/telephony/calls/{linkedid}/escalations/leave",
-    summary="Hand-off: the agent leaves, caller and far party stay connected",
-    response=EscalationOut,
-    errors=(403, 404, 409, 503),
-)
-async def leave_escalation(request: web.Request) -> web.StreamResponse:
-    p, service = _allowed(request)
-    view = await service.agent_leave(_linkedid(request), agent_interface=_agent_interface(p))
-    return json_ok(_out(view))
+def _step_handler(
+    name: str, method: Callable[..., Awaitable[EscalationView]]
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        p, service = _allowed(request)
+        view = await method(service, path_linkedid(request), agent_interface=_agent_interface(p))
+        return json_ok(_out(view))
+
+    handler.__name__ = f"{name}_escalation"  # the OpenAPI operationId
+    return handler
 
 
-@routes.post(
-    "/api/telephony/calls/{linkedid}/escalations/drop",
-    summary="Let the far party go; caller and agent carry on",
-    response=EscalationOut,
-    errors=(403, 404, 409, 503),
-)
-async def drop_escalation(request: web.Request) -> web.StreamResponse:
-    p, service = _allowed(request)
-    view = await service.drop_target(_linkedid(request), agent_interface=_agent_interface(p))
-    return json_ok(_out(view))
-
-
-@routes.post(
-    "/api/telephony/calls/{linkedid}/escalations/cancel",
-    summary="Give up on a far party still ringing (or a consultation not merged)",
-    response=EscalationOut,
-    errors=(403, 404, 409, 503),
-)
-async def cancel_escalation(request: web.Request) -> web.StreamResponse:
-    p, service = _allowed(request)
-    view = await service.cancel(_linkedid(request), agent_interface=_agent_interface(p))
-    return json_ok(_out(view))
+for _name, _summary, _method in _STEPS:
+    routes.post(
+        f"/api/telephony/calls/{{linkedid}}/escalations/{_name}",
+        summary=_summary,
+        response=EscalationOut,
+        errors=(403, 404, 409, 503),
+    )(_step_handler(_name, _method))
 
 
 __all__ = ["ESCALATIONS", "EscalateIn", "EscalationRoutes", "install", "routes"]

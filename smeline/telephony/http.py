@@ -306,14 +306,15 @@ async def spy_on_call(request: web.Request) -> web.StreamResponse:
     _telephony(request).require_configured()
     originated = await _telephony(request).actions.spy(
         actor_user_id=p.user_id,
-        linkedid=_linkedid(request),
+        linkedid=path_linkedid(request),
         mode=data.mode,
         supervisor_interface=interface_of(p.user_id),
     )
     return json_ok(OriginatedOut(channel_id=originated.channel_id), status=202)
 
 
-def _linkedid(request: web.Request) -> str:
+def path_linkedid(request: web.Request) -> str:
+    """A call's Linkedid from the path; anything that cannot be one is a 404."""
     value = request.match_info["linkedid"]
     if not (0 < len(value) <= 64) or not all(c.isalnum() or c in "-._" for c in value):
         raise NotFound("No such call", error_id="call_not_found")
@@ -333,7 +334,7 @@ async def transfer_call(request: web.Request) -> web.StreamResponse:
     data = await parse_body(request, TransferIn)
     _telephony(request).require_configured()
     await _telephony(request).actions.transfer_to_window(
-        actor_user_id=p.user_id, linkedid=_linkedid(request), window=data.window_code
+        actor_user_id=p.user_id, linkedid=path_linkedid(request), window=data.window_code
     )
     return web.Response(status=204)
 
@@ -380,7 +381,7 @@ async def call_recording(request: web.Request) -> web.StreamResponse:
     p = principal_of(request)
     p.require(Permission.TELEPHONY_SUPERVISE)
     q = parse_query(request, RecordingQuery)
-    linkedid = _linkedid(request)
+    linkedid = path_linkedid(request)
     async with request.app[keys.SESSIONMAKER]() as db:
         call = await db.scalar(select(CallRecord).where(CallRecord.linkedid == linkedid))
     if call is None:

@@ -19,9 +19,10 @@ from smeline.config import Settings
 from smeline.db import utcnow
 from smeline.routing.numbers import NumberPlan, normalise
 from smeline.telephony.actions import TelephonyActions
-from smeline.telephony.agents import AgentService, TelephonyNotConfigured
+from smeline.telephony.agents import AgentService
 from smeline.telephony.ami import DEFAULT_IGNORED_EVENTS, AmiClient
 from smeline.telephony.calls import CallTracker
+from smeline.telephony.exceptions import TelephonyNotConfigured
 from smeline.telephony.live import LivePicture
 from smeline.telephony.recordings import RecordingArchive
 from smeline.telephony.records import CallRecordStore
