@@ -219,6 +219,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
             routing=routing,
             tickets=tickets,
             sessionmaker=sessionmaker,
+            outbox=outbox,
         )
     )
     return app

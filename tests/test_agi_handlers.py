@@ -17,9 +17,15 @@ from sqlalchemy import select
 
 from smeline import keys
 from smeline.agi_scripts.fastagi import FastAgiServer
-from smeline.agi_scripts.handlers import ROUTE_FALLBACK, HotlineIvr, hotline_principal
+from smeline.agi_scripts.handlers import (
+    ROUTE_FALLBACK,
+    HotlineIvr,
+    hotline_principal,
+    sms_to_caller,
+)
 from smeline.app import create_app
 from smeline.config import Settings
+from smeline.notifications.models import Notification
 from smeline.prompts.catalogue import PROMPTS
 from smeline.routing.models import CallerProfile
 from smeline.routing.services import RoutingService
@@ -59,6 +65,7 @@ async def hotline(database_url: str, aiohttp_client: Any) -> AsyncIterator[Hotli
         tickets=app[keys.TICKETS],
         principal=await hotline_principal(app[keys.SESSIONMAKER]),
         now=lambda: clock[0],
+        text_caller=sms_to_caller(app[keys.SESSIONMAKER], app[keys.OUTBOX], lambda: clock[0]),
     ).register(server)
     await server.start()
     try:
@@ -209,3 +216,27 @@ async def test_caller_hanging_up_during_the_survey_leaves_it_offered(hotline: Ho
     )
     assert outcome.variables["SMELINE_SURVEY"] == "offered"
     assert "SMELINE_SURVEY" not in outcome.assigned
+
+
+async def _outbox(hotline: Hotline) -> list[Notification]:
+    await hotline.routing.drain()
+    async with hotline.client.app[keys.SESSIONMAKER]() as db:
+        return list((await db.scalars(select(Notification))).all())
+
+
+async def test_a_mobile_caller_gets_the_voicemail_reference_by_sms_too(hotline: Hotline) -> None:
+    hotline.clock[0] = SATURDAY_9PM
+    outcome = await hotline.call(
+        "voicemail",
+        env_overrides={"agi_callerid": "+86 139 2300 1234"},
+        variables={"SMELINE_MESSAGE": "/var/spool/smeline/msg-1.wav"},
+    )
+    ref = outcome.assigned["SMELINE_TICKET"]
+    (row,) = await _outbox(hotline)  # the test settings enable the log channel only
+    assert row.address == "13923001234" and row.recipient_user_id is None
+    assert row.template_id == "hotline_voicemail_reference" and ref in row.body
+
+
+async def test_a_landline_caller_gets_no_sms(hotline: Hotline) -> None:
+    await hotline.call("callback", env_overrides={"agi_callerid": "41234567"}, variables={})
+    assert await _outbox(hotline) == []

@@ -17,9 +17,10 @@ with the dialplan and with the AMI side (``telephony.calls``):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,9 +29,10 @@ from smeline.agi_scripts.fastagi import AgiChannelDead, AgiSession, FastAgiServe
 from smeline.auth.models import Role, User
 from smeline.auth.permissions import Principal
 from smeline.masking import mask_phone
+from smeline.notifications.services import Outbox
 from smeline.prompts.catalogue import CATEGORY_MENU, COUNTY_MENU
 from smeline.routing.decide import CITY_WINDOW, RouteAction, county_from_menu
-from smeline.routing.numbers import normalise
+from smeline.routing.numbers import NumberKind, normalise
 from smeline.routing.services import RoutingService
 from smeline.ticketing.calendar import BusinessCalendar
 from smeline.ticketing.models import Priority, Source
@@ -79,6 +81,25 @@ def next_business_morning(cal: BusinessCalendar, now: datetime, within: timedelt
     return cal.add_business_time(opening, within)
 
 
+def sms_to_caller(
+    sessionmaker: async_sessionmaker[AsyncSession], outbox: Outbox, now: Callable[[], datetime]
+) -> Callable[[str, str, str], Coroutine[Any, Any, None]]:
+    """The caller gets the work order's reference by SMS too (an outbox row)."""
+
+    async def send(phone: str, template_id: str, ref: str) -> None:
+        async with sessionmaker() as db, db.begin():
+            await outbox.enqueue_to_phone(
+                db,
+                phone=phone,
+                template_id=template_id,
+                params={"ref": ref},
+                dedupe_key=f"hotline:{template_id}:{ref}",
+                now=now(),
+            )
+
+    return send
+
+
 async def hotline_principal(sessionmaker: async_sessionmaker[AsyncSession]) -> Principal:
     """The account work orders from the hotline IVR are created by.
 
@@ -119,12 +140,15 @@ class HotlineIvr:
         principal: Principal,
         now: Callable[[], datetime],
         options: IvrOptions | None = None,
+        text_caller: Callable[[str, str, str], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self.routing = routing
         self.tickets = tickets
         self.principal = principal
         self.now = now
         self.options = options or IvrOptions()
+        # (mobile, template id, reference): the reference by SMS, off the call path.
+        self.text_caller = text_caller
 
     def register(self, server: FastAgiServer) -> None:
         server.add_route("route", self.route, fallback=ROUTE_FALLBACK)
@@ -228,6 +252,9 @@ class HotlineIvr:
             self.tickets.calendar_for(window), now, self.options.callback_within
         )
         ticket = await self.tickets.create(self.principal, data, now=now, first_response_due=due)
+        if self.text_caller is not None and key.kind is NumberKind.MOBILE:
+            template = "hotline_voicemail_reference" if voicemail else "hotline_callback_reference"
+            self.routing.spawn(self.text_caller(key.key, template, ticket.short_ref), "sms")
         await session.set_variable("SMELINE_TICKET", ticket.short_ref)
         logger.info(
             "%s work order %s for caller=%s",

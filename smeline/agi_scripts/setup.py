@@ -10,9 +10,16 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from smeline.agi_scripts.fastagi import FastAgiServer
-from smeline.agi_scripts.handlers import ROUTE_FALLBACK, HotlineIvr, IvrOptions, hotline_principal
+from smeline.agi_scripts.handlers import (
+    ROUTE_FALLBACK,
+    HotlineIvr,
+    IvrOptions,
+    hotline_principal,
+    sms_to_caller,
+)
 from smeline.config import Settings
 from smeline.db import utcnow
+from smeline.notifications.services import Outbox
 from smeline.reference.services import ReferenceService
 from smeline.routing.numbers import NumberPlan, load_mobile_segments
 from smeline.routing.services import RoutingService
@@ -63,6 +70,7 @@ def agi_lifecycle(
     routing: RoutingService,
     tickets: TicketService,
     sessionmaker: async_sessionmaker[AsyncSession],
+    outbox: Outbox,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """An aiohttp cleanup context: start after the shared services loaded."""
 
@@ -86,6 +94,7 @@ def agi_lifecycle(
                 city_queue_timeout=settings.city_queue_timeout_seconds,
                 callback_within=timedelta(hours=1),
             ),
+            text_caller=sms_to_caller(sessionmaker, outbox, utcnow),
         ).register(server)
         await server.start()
         try:

@@ -60,6 +60,40 @@ class Outbox:
             now=now,
         )
 
+    async def enqueue_to_phone(
+        self,
+        db: AsyncSession,
+        *,
+        phone: str,
+        template_id: str,
+        params: dict[str, str],
+        dedupe_key: str,
+        now: datetime,
+    ) -> int:
+        """A message to someone who is not a user (an SME caller): by SMS when
+        SMS is enabled, and to the log channel when that is enabled (so a
+        deployment without a gateway still shows what would have been sent)."""
+        subject, body = render(template_id, params)
+        rows = [
+            {
+                "dedupe_key": _row_key(dedupe_key, channel),
+                "channel": channel,
+                "recipient_user_id": None,
+                "address": phone,
+                "template_id": template_id,
+                "params": params,
+                "subject": subject[:200],
+                "body": body,
+                "status": NotificationStatus.PENDING.value,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for channel in self.channels
+            if channel in ("sms", "log")
+        ]
+        return await self.insert_rows(db, rows)
+
     async def enqueue_many(
         self,
         db: AsyncSession,

@@ -26,6 +26,14 @@ TEMPLATES: dict[str, Template] = {
         subject="工单 {number} 即将超时",
         body="工单 {number}（{subject}）的{clock}时限 {due_at} 即将到期。",
     ),
+    "hotline_voicemail_reference": Template(
+        subject="留言已登记 {ref}",
+        body="您的留言已登记，工单号 {ref}，我们将于下一个工作日上午回电。",
+    ),
+    "hotline_callback_reference": Template(
+        subject="回电请求已登记 {ref}",
+        body="您的回电请求已登记，工单号 {ref}，我们将尽快回电。",
+    ),
     "ticket_sla_breached": Template(
         subject="工单 {number} 已超时",
         body="工单 {number}（{subject}）的{clock}时限 {due_at} 已超过，已升级处理。",

@@ -123,7 +123,7 @@ class RoutingService:
         if time.monotonic() - self._prefixes_loaded_at < self._prefix_refresh_seconds:
             return
         self._prefixes_loaded_at = time.monotonic()
-        self._spawn(self.load_prefixes(), "refresh landline prefixes")
+        self.spawn(self.load_prefixes(), "refresh landline prefixes")
 
     # -- callers -----------------------------------------------------------
 
@@ -171,9 +171,11 @@ class RoutingService:
 
     def remember_county_later(self, phone_key: str, county_code: str, source: str) -> None:
         """Off the call path: the caller never waits for this write."""
-        self._spawn(self.remember_county(phone_key, county_code, source), "remember county")
+        self.spawn(self.remember_county(phone_key, county_code, source), "remember county")
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        """Run ``coro`` in the background, off the call path; failures are logged."""
+
         async def run() -> None:
             try:
                 await coro
