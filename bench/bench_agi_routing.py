@@ -381,7 +381,7 @@ async def serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
     from smeline import keys
-    from smeline.app import create_app
+    from smeline.app import create_app, freeze_gc_after_startup
     from smeline.config import Settings
     from smeline.logging_setup import setup_logging
 
@@ -406,6 +406,7 @@ async def serve(args: argparse.Namespace) -> None:
 
         profiler = Profiler(interval=0.0005, async_mode="disabled")
     app = create_app(settings, background=False)
+    freeze_gc_after_startup(app)  # as `smeline serve` does
     runner = web.AppRunner(app)
     await runner.setup()  # runs the cleanup contexts: reference data, AGI server start
     agi = app[keys.AGI_SERVER]

@@ -60,7 +60,7 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from smeline.app import create_app
+    from smeline.app import create_app, freeze_gc_after_startup
 
     _prepare_sqlite_dir(settings)
     setup_logging(
@@ -84,7 +84,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.telephony_configured:
         print("  Telephony is not configured: phone features are off.", flush=True)
     print(f"  smeline on http://{settings.host}:{settings.port}/", flush=True)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    app = create_app(settings)
+    freeze_gc_after_startup(app)
+    web.run_app(app, host=settings.host, port=settings.port, print=None)
     return 0
 
 

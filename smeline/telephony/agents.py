@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 #: removed as strays, so members an administrator configured by hand stay.
 MANAGED_INTERFACE = re.compile(r"^PJSIP/agent-[0-9]+$")
 REASON = re.compile(r"^[A-Za-z0-9_\-]{1,40}$")
+LOGGED_IN_REFRESH_SECONDS = 30.0
 
 
 class AgentState(StrEnum):
@@ -122,6 +124,11 @@ class AgentService:
         self.wrapup_seconds = wrapup_seconds
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # interface → user id of the logged-in agents: AMI events of other
+        # interfaces never cost a database query. Refreshed now and then for
+        # logins made by another process.
+        self._logged_in: dict[str, int] = {}
+        self._logged_in_at = 0.0
 
     # -- AMI -----------------------------------------------------------------
 
@@ -219,6 +226,7 @@ class AgentService:
                 since=now,
             )
             db.add(row)
+        self._logged_in[interface] = user_id
         applied = await self._apply_add(row)
         logger.info("agent user_id=%s logged in to %s applied=%s", user_id, window_code, applied)
         return self._status(row, applied)
@@ -231,6 +239,7 @@ class AgentService:
             if row is None:
                 raise AgentNotLoggedIn("The agent is not logged in", details={"user_id": user_id})
             await db.execute(delete(QueueMembership).where(QueueMembership.user_id == user_id))
+        self._logged_in.pop(row.interface, None)
         await self._send("QueueRemove", [("Queue", row.window_code), ("Interface", row.interface)])
         logger.info("agent user_id=%s logged out of %s", user_id, row.window_code)
 
@@ -293,8 +302,17 @@ class AgentService:
         except Exception:
             logger.exception("ending after-call work failed for user_id=%s", user_id)
 
+    async def load_logged_in(self) -> None:
+        async with self._sessionmaker() as db:
+            rows = (
+                await db.execute(select(QueueMembership.interface, QueueMembership.user_id))
+            ).all()
+        self._logged_in = {interface: user_id for interface, user_id in rows}
+        self._logged_in_at = time.monotonic()
+
     async def resume_wrapup_timers(self) -> None:
         """After a restart: wrap-ups that were running end when they should."""
+        await self.load_logged_in()
         async with self._sessionmaker() as db:
             rows = (
                 await db.scalars(
@@ -308,7 +326,10 @@ class AgentService:
         """AgentComplete → the member starts after-call work (a real QueuePause);
         QueueMemberPause → a pause Asterisk made itself is kept (see below)."""
         interface = message.get("Interface") or ""
-        if not MANAGED_INTERFACE.match(interface):
+        if time.monotonic() - self._logged_in_at > LOGGED_IN_REFRESH_SECONDS:
+            self._logged_in_at = time.monotonic()
+            self._spawn(self.load_logged_in())
+        if interface not in self._logged_in:
             return
         if message.event == "AgentComplete" and self.wrapup_seconds > 0:
             self._spawn(self._wrapup_interface(interface))

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 
 BANNER_PREFIX = b"Asterisk Call Manager/"
 #: A message larger than this is treated as a protocol error (a runaway peer),
@@ -39,17 +38,36 @@ class AmiProtocolError(Exception):
     """The peer sent something that is not AMI."""
 
 
-@dataclass(frozen=True, slots=True)
 class AmiMessage:
-    """One AMI message: ordered ``(key, value)`` pairs, keys may repeat."""
+    """One AMI message: ordered ``(key, value)`` pairs, keys may repeat.
 
-    fields: tuple[tuple[str, str], ...]
-    _index: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    Look-ups are case-insensitive, as Asterisk treats headers, with a fast
+    path for the exact spelling Asterisk sends (a busy hour is tens of
+    thousands of messages: bench/bench_ami_ingest.py).
+    """
 
-    def __post_init__(self) -> None:
-        index = self._index
-        for key, value in self.fields:
-            index.setdefault(key.lower(), value)
+    __slots__ = ("_exact", "_lower", "fields")
+
+    def __init__(self, fields: tuple[tuple[str, str], ...]) -> None:
+        self.fields = fields
+        # First value per key: reversed, so the first occurrence wins.
+        self._exact: dict[str, str] = dict(reversed(fields))
+        self._lower: dict[str, str] | None = None
+
+    def _lowered(self) -> dict[str, str]:
+        lower = self._lower
+        if lower is None:
+            lower = self._lower = {k.lower(): v for k, v in reversed(self.fields)}
+        return lower
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AmiMessage) and other.fields == self.fields
+
+    def __hash__(self) -> int:
+        return hash(self.fields)
+
+    def __repr__(self) -> str:
+        return f"AmiMessage({self.fields!r})"
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[str, str]] | dict[str, str]) -> AmiMessage:
@@ -58,16 +76,19 @@ class AmiMessage:
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """First value of ``key`` (case-insensitive, as Asterisk treats headers)."""
-        return self._index.get(key.lower(), default)
+        value = self._exact.get(key)
+        if value is not None:
+            return value
+        return self._lowered().get(key.lower(), default)
 
     def __getitem__(self, key: str) -> str:
-        value = self._index.get(key.lower())
+        value = self.get(key)
         if value is None:
             raise KeyError(key)
         return value
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key.lower() in self._index
+        return isinstance(key, str) and self.get(key) is not None
 
     def get_all(self, key: str) -> list[str]:
         wanted = key.lower()
@@ -79,11 +100,11 @@ class AmiMessage:
 
     @property
     def is_event(self) -> bool:
-        return "event" in self._index
+        return "Event" in self._exact or "event" in self._lowered()
 
     @property
     def is_response(self) -> bool:
-        return not self.is_event and "response" in self._index
+        return not self.is_event and self.get("Response") is not None
 
     @property
     def action_id(self) -> str | None:
@@ -116,21 +137,25 @@ def encode_message(pairs: Iterable[tuple[str, str]] | dict[str, str]) -> bytes:
 def parse_message(block: bytes) -> AmiMessage:
     """Parse one message (without its terminating blank line)."""
     text = block.decode("utf-8", errors="replace")
+    lines = text.split("\r\n") if "\r" in text else text.split("\n")
     pairs: list[tuple[str, str]] = []
-    for raw_line in text.split("\n"):
-        line = raw_line.rstrip("\r")
+    append = pairs.append
+    for line in lines:
+        # "Key: value" — exactly one space after the colon is the separator;
+        # "Key: " is an empty value (recorded). The common case first.
+        key, sep, value = line.partition(": ")
+        if sep:
+            append((key, value))
+            continue
+        line = line.rstrip("\r")
         if not line:
             continue
         key, sep, value = line.partition(":")
-        if not sep:
+        if sep:
+            append((key.strip(), value))
+        else:
             # Not recorded from Asterisk; keep the line rather than lose data.
-            pairs.append(("", line))
-            continue
-        # "Key: value" — exactly one space after the colon is the separator;
-        # "Key: " is an empty value.
-        if value.startswith(" "):
-            value = value[1:]
-        pairs.append((key.strip(), value))
+            append(("", line))
     return AmiMessage(tuple(pairs))
 
 
