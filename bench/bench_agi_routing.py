@@ -564,7 +564,13 @@ class AgiCall(asyncio.Protocol):
     def answer(self, line: bytes) -> bytes:
         if line.startswith(b"SET VARIABLE "):
             name, _, value = line[13:].partition(b" ")
-            if name == b"SMELINE_ACTION":
+            if name == b"SMELINE_DECISION":
+                # The route's one packed variable (handlers.DECISION_FIELDS).
+                fields = value.strip(b'"').split(b"~")
+                self.action_at = time.perf_counter()
+                self.action = fields[0]
+                self.county = fields[6] if len(fields) > 6 else b""
+            elif name == b"SMELINE_ACTION":
                 self.action_at = time.perf_counter()
                 self.action = value.strip(b'"')
             elif name == b"SMELINE_COUNTY":

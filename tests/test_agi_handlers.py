@@ -22,6 +22,7 @@ from smeline.agi_scripts.handlers import (
     HotlineIvr,
     hotline_principal,
     sms_to_caller,
+    unpack_decision,
 )
 from smeline.app import create_app
 from smeline.config import Settings
@@ -36,6 +37,13 @@ from tests.conftest import make_settings
 MONDAY_10AM = datetime(2026, 12, 7, 2, 0, tzinfo=UTC)  # 10:00 in Meizhou
 SATURDAY_9PM = datetime(2026, 12, 5, 13, 0, tzinfo=UTC)  # 21:00 in Meizhou
 SOUNDS = {name: 40000 for name in PROMPTS}
+
+
+def decided(outcome: AgiOutcome) -> dict[str, str]:
+    """The route's one variable, split as the dialplan's CUT() calls split it
+    (tests/test_dialplan_paths.py walks that part of the dialplan)."""
+    assert set(outcome.assigned) == {"SMELINE_DECISION"}, outcome.assigned
+    return unpack_decision(outcome.assigned["SMELINE_DECISION"])
 
 
 @dataclass
@@ -87,16 +95,16 @@ async def test_the_app_runs_the_fastagi_server_and_routes_a_call(hotline: Hotlin
     )
     outcome = await channel.run()
     assert outcome.agistatus == "SUCCESS"
-    assert outcome.assigned["SMELINE_ACTION"] in ("queue", "afterhours")
-    assert outcome.assigned["SMELINE_WINDOW"] == "city"
-    assert outcome.assigned["SMELINE_CATEGORY"] == "information"
+    assert decided(outcome)["SMELINE_ACTION"] in ("queue", "afterhours")
+    assert decided(outcome)["SMELINE_WINDOW"] == "city"
+    assert decided(outcome)["SMELINE_CATEGORY"] == "information"
 
 
 async def test_xingning_landline_reaches_the_xingning_queue_with_the_city_as_overflow(
     hotline: Hotline,
 ) -> None:
     outcome = await hotline.call(env_overrides={"agi_callerid": "41234567"}, dtmf=["3"])
-    assigned = outcome.assigned
+    assigned = decided(outcome)
     assert assigned["SMELINE_ACTION"] == "queue"
     assert assigned["SMELINE_QUEUE"] == "xingning"
     assert assigned["SMELINE_OVERFLOW"] == "city"
@@ -113,7 +121,7 @@ async def test_meizhou_mobile_hears_the_county_menu_and_the_choice_is_remembered
 ) -> None:
     outcome = await hotline.call(env_overrides={"agi_callerid": "+8613923001234"}, dtmf=["8", "1"])
     assert any("smeline/county-menu" in c for c in outcome.commands)
-    assert outcome.assigned["SMELINE_QUEUE"] == "wuhua"
+    assert decided(outcome)["SMELINE_QUEUE"] == "wuhua"
     await hotline.routing.drain()
     sessionmaker = hotline.client.app[keys.SESSIONMAKER]
     async with sessionmaker() as db:
@@ -122,20 +130,20 @@ async def test_meizhou_mobile_hears_the_county_menu_and_the_choice_is_remembered
     # Next time the same number (another trunk format) is not asked again.
     again = await hotline.call(env_overrides={"agi_callerid": "013923001234"}, dtmf=["2"])
     assert not any("county-menu" in c for c in again.commands)
-    assert again.assigned["SMELINE_QUEUE"] == "wuhua"
+    assert decided(again)["SMELINE_QUEUE"] == "wuhua"
 
 
 async def test_no_choice_in_the_county_menu_goes_to_the_city(hotline: Hotline) -> None:
     outcome = await hotline.call(env_overrides={"agi_callerid": "13923001234"}, dtmf=["", "", ""])
-    assert outcome.assigned["SMELINE_QUEUE"] == "city"
-    assert outcome.assigned["SMELINE_CATEGORY"] == ""
+    assert decided(outcome)["SMELINE_QUEUE"] == "city"
+    assert decided(outcome)["SMELINE_CATEGORY"] == ""
 
 
 async def test_at_night_the_route_says_after_hours(hotline: Hotline) -> None:
     hotline.clock[0] = SATURDAY_9PM
     outcome = await hotline.call(env_overrides={"agi_callerid": "41234567"}, dtmf=["1"])
-    assert outcome.assigned["SMELINE_ACTION"] == "afterhours"
-    assert "SMELINE_QUEUE" not in outcome.assigned
+    assert decided(outcome)["SMELINE_ACTION"] == "afterhours"
+    assert decided(outcome)["SMELINE_QUEUE"] == ""
 
 
 async def test_slow_database_still_leaves_the_caller_in_the_city_queue_within_a_second(

@@ -580,7 +580,8 @@ def test_dialplan_reads_only_variables_it_sets_or_that_are_rendered(
     read = set(re.findall(r"\$\{(SMELINE_[A-Z_]+)\}", text))
     set_here = set(re.findall(r"Set\((SMELINE_[A-Z_]+)=", text))
     rendered = set(re.findall(r"^(SMELINE_[A-Z_]+) =", render_globals(SETTINGS), re.M))
-    from_smeline = {"SMELINE_TICKET", "SMELINE_CONF_ROLE"}  # AGI / AMI Setvar
+    # Set by smeline: the AGI (route's packed decision, the ticket) or AMI Setvar.
+    from_smeline = {"SMELINE_TICKET", "SMELINE_CONF_ROLE", "SMELINE_DECISION"}
     assert read - set_here - rendered - from_smeline == set()
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from smeline.agi_scripts.fastagi import AgiSession, FastAgiServer
+from smeline.agi_scripts.handlers import DECISION_FIELDS, pack_decision
 from smeline.telephony.asterisk_config import dialplan_dir
 from tests.asterisk_double.agi_channel import AgiChannelDouble
 
@@ -62,7 +63,18 @@ def parse(text: str) -> dict[str, Context]:
     return contexts
 
 
+_CUT = re.compile(r"\$\{CUT\((\w+),(.),(\d+)\)\}")
+
+
 def _subst(text: str, variables: dict[str, str]) -> str:
+    # ${CUT(var,delimiter,n)}: the n-th field (1-based), "" past the end —
+    # Asterisk's func_cut for a single field number.
+    def cut(m: re.Match[str]) -> str:
+        parts = variables.get(m.group(1), "").split(m.group(2))
+        n = int(m.group(3))
+        return parts[n - 1] if n <= len(parts) else ""
+
+    text = _CUT.sub(cut, text)
     return re.sub(r"\$\{(\w+)\}", lambda m: variables.get(m.group(1), ""), text)
 
 
@@ -157,6 +169,40 @@ async def test_a_routed_call_goes_where_smeline_said(contexts: dict[str, Context
     target, variables, played = walk(contexts, {}, result)
     assert target == "smeline-queue,s,1" and variables["SMELINE_QUEUE"] == "xingning"
     assert "smeline/technical-fallback" not in played
+
+
+async def test_the_packed_decision_is_unpacked_into_every_variable(
+    contexts: dict[str, Context],
+) -> None:
+    wanted = {
+        "SMELINE_ACTION": "queue",
+        "SMELINE_QUEUE": "xingning",
+        "SMELINE_OVERFLOW": "city",
+        "SMELINE_ANNOUNCE": "",
+        "SMELINE_PRIO": "0",
+        "SMELINE_QUEUE_TIMEOUT": "60",
+        "SMELINE_COUNTY": "441481",
+        "SMELINE_WINDOW": "xingning",
+        "SMELINE_CATEGORY": "technology",
+        "SMELINE_CALLER_KEY": "075341234567",
+    }
+    assert set(wanted) == set(DECISION_FIELDS)
+    result = await _agi_outcome(
+        server_running=True, assigned={"SMELINE_DECISION": pack_decision(wanted)}
+    )
+    target, variables, played = walk(contexts, {}, result)
+    assert target == "smeline-queue,s,1"
+    assert {name: variables[name] for name in DECISION_FIELDS} == wanted
+    assert "smeline/technical-fallback" not in played
+
+
+async def test_a_packed_after_hours_decision_goes_to_voicemail(
+    contexts: dict[str, Context],
+) -> None:
+    packed = pack_decision({"SMELINE_ACTION": "afterhours", "SMELINE_WINDOW": "wuhua"})
+    result = await _agi_outcome(server_running=True, assigned={"SMELINE_DECISION": packed})
+    target, variables, _ = walk(contexts, {}, result)
+    assert target == "smeline-afterhours,s,1" and variables["SMELINE_WINDOW"] == "wuhua"
 
 
 async def test_after_hours_goes_to_voicemail(contexts: dict[str, Context]) -> None:

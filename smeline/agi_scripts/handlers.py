@@ -6,9 +6,10 @@ deadline, ~300 ms) or is unreachable never leaves a caller in silence; the
 handlers only make the answer better. Variables they set are the contract
 with the dialplan and with the AMI side (``telephony.calls``):
 
-``route``     SMELINE_ACTION (queue|afterhours), SMELINE_QUEUE, SMELINE_OVERFLOW,
-              SMELINE_ANNOUNCE, SMELINE_PRIO, SMELINE_QUEUE_TIMEOUT,
-              SMELINE_COUNTY, SMELINE_WINDOW, SMELINE_CATEGORY, SMELINE_CALLER_KEY
+``route``     SMELINE_DECISION, split by the dialplan into SMELINE_ACTION
+              (queue|afterhours), SMELINE_QUEUE, SMELINE_OVERFLOW, SMELINE_ANNOUNCE,
+              SMELINE_PRIO, SMELINE_QUEUE_TIMEOUT, SMELINE_COUNTY, SMELINE_WINDOW,
+              SMELINE_CATEGORY, SMELINE_CALLER_KEY (see DECISION_FIELDS)
 ``survey``    SMELINE_SURVEY = 1|2|3 (the dialplan set ``offered`` before)
 ``voicemail`` SMELINE_TICKET (short numeric reference, read back digit by digit)
 ``callback``  SMELINE_TICKET
@@ -17,7 +18,8 @@ with the dialplan and with the AMI side (``telephony.calls``):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
+import re
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,6 +55,40 @@ TEXTS = {
     "unknown_phone": "未知",
     "hotline_user": "热线语音系统",
 }
+
+#: The route's answer is ONE variable, SMELINE_DECISION, these fields joined
+#: by "~" in this order; the dialplan splits it with CUT() (one FastAGI round
+#: trip instead of ten). Keep in step with [smeline-inbound].
+DECISION_FIELDS = (
+    "SMELINE_ACTION",
+    "SMELINE_QUEUE",
+    "SMELINE_OVERFLOW",
+    "SMELINE_ANNOUNCE",
+    "SMELINE_PRIO",
+    "SMELINE_QUEUE_TIMEOUT",
+    "SMELINE_COUNTY",
+    "SMELINE_WINDOW",
+    "SMELINE_CATEGORY",
+    "SMELINE_CALLER_KEY",
+)
+_DECISION_SAFE = re.compile(r"^[A-Za-z0-9_+/\-]{0,64}$")
+
+
+def pack_decision(fields: Mapping[str, str | None]) -> str:
+    """``SMELINE_DECISION``; every value is a code, digits or a prompt name,
+    so none can hold the separator (checked: a bad value is left empty)."""
+    values = []
+    for name in DECISION_FIELDS:
+        value = fields.get(name) or ""
+        values.append(value if _DECISION_SAFE.match(value) else "")
+    return "~".join(values)
+
+
+def unpack_decision(packed: str) -> dict[str, str]:
+    """What the dialplan's CUT() calls make of it (tests, tools)."""
+    parts = packed.split("~")
+    return {name: parts[i] if i < len(parts) else "" for i, name in enumerate(DECISION_FIELDS)}
+
 
 #: What the dialplan does when a handler cannot answer: the city queue.
 ROUTE_FALLBACK = {
@@ -178,26 +214,24 @@ class HotlineIvr:
             county = self.routing.chosen(identified, choice)
         category = await self._menu(session, "smeline/category-menu", CATEGORY_MENU)
         decision = self.routing.queue_for(county, self.now())
-        variables = {
-            "SMELINE_CALLER_KEY": identified.key.key,
-            "SMELINE_COUNTY": county.county or "",
-            "SMELINE_WINDOW": decision.wanted_window,
-            "SMELINE_CATEGORY": category or "",
+        queue_timeout = (
+            self.options.county_queue_timeout
+            if decision.overflow_window
+            else self.options.city_queue_timeout
+        )
+        fields = {
+            "SMELINE_ACTION": decision.action.value,
+            "SMELINE_QUEUE": decision.window if decision.action is RouteAction.QUEUE else None,
+            "SMELINE_OVERFLOW": decision.overflow_window,
+            "SMELINE_ANNOUNCE": "smeline/overflow-city" if decision.announce_overflow else None,
             "SMELINE_PRIO": "0",
-            "SMELINE_OVERFLOW": decision.overflow_window or "",
-            "SMELINE_ANNOUNCE": "smeline/overflow-city" if decision.announce_overflow else "",
-            "SMELINE_QUEUE_TIMEOUT": str(
-                self.options.county_queue_timeout
-                if decision.overflow_window
-                else self.options.city_queue_timeout
-            ),
+            "SMELINE_QUEUE_TIMEOUT": str(queue_timeout),
+            "SMELINE_COUNTY": county.county,
+            "SMELINE_WINDOW": decision.wanted_window,
+            "SMELINE_CATEGORY": category,
+            "SMELINE_CALLER_KEY": identified.key.key,
         }
-        if decision.action is RouteAction.QUEUE and decision.window:
-            variables["SMELINE_QUEUE"] = decision.window
-        # The action goes last: until it is set, the dialplan's defaults stand.
-        variables["SMELINE_ACTION"] = decision.action.value
-        for name, value in variables.items():
-            await session.set_variable(name, value)
+        await session.set_variable("SMELINE_DECISION", pack_decision(fields))
         logger.info(
             "routed caller=%s county=%s via=%s action=%s queue=%s",
             mask_phone(identified.key.key) or "-",
