@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from smeline import keys
 from smeline.app import create_app
-from smeline.auth.models import Role, User
 from smeline.bus import EventRegistry, InProcessBus
 from smeline.db import make_engine, make_sessionmaker, utcnow
 from smeline.expert_pool.models import Consultation, Expert
@@ -26,8 +25,6 @@ from smeline.reference.services import ReferenceService
 from smeline.routing.numbers import DEFAULT_PLAN, dial_string, normalise
 from smeline.telephony import escalation_http
 from smeline.telephony import events as telephony_events
-from smeline.telephony.agents import AgentService
-from smeline.telephony.ami import DEFAULT_IGNORED_EVENTS, AmiClient
 from smeline.telephony.ami_protocol import AmiMessage, iter_raw_recording
 from smeline.telephony.calls import CallTracker
 from smeline.telephony.escalation import (
@@ -38,15 +35,14 @@ from smeline.telephony.escalation import (
     TargetRequest,
     room_of,
 )
-from smeline.telephony.live import LivePicture
 from smeline.telephony.models import CallRecord
-from smeline.telephony.records import CallRecordStore
 from smeline.telephony.services import TelephonyService
 from smeline.ticketing.calendar import BusinessCalendar
 from tests.asterisk_double import RECORDINGS
 from tests.asterisk_double.conference import ConferenceDouble
 from tests.conftest import Api, make_settings
 from tests.polling import until, until_async
+from tests.telephony_rig import meijiang_agent, started_service, wired_api
 
 # The recorded queued call (recordings--ami-events-call): caller and agent legs.
 LINKEDID = "cctest-1795343657.0"
@@ -244,17 +240,7 @@ async def rig(database_url: str) -> AsyncIterator[Rig]:
     engine = make_engine(database_url)
     sessionmaker = make_sessionmaker(engine)
     await ReferenceService(sessionmaker=sessionmaker).seed()
-    async with sessionmaker() as db, db.begin():
-        user = User(
-            username="agent1",
-            display_name="坐席一",
-            role=Role.AGENT.value,
-            window_code="meijiang",
-            password_hash="!",
-        )
-        db.add(user)
-        await db.flush()
-        user_id = user.id
+    user_id = await meijiang_agent(sessionmaker)
     double = ConferenceDouble(bad_login_delay=0.05)
     for window in ("meijiang", "city", "county-meijiang", "xingning"):
         double.add_queue(window)
@@ -263,25 +249,8 @@ async def rig(database_url: str) -> AsyncIterator[Rig]:
     telephony_events.register(registry)
     bus = InProcessBus(registry)
     await bus.start()
-    client = AmiClient(
-        host="127.0.0.1",
-        port=double.port,
-        username="cc",
-        secret="cc",
-        backoff_initial=0.05,
-        backoff_max=0.2,
-        ignored_events=DEFAULT_IGNORED_EVENTS - {"VarSet"},
-    )
-    agents = AgentService(sessionmaker=sessionmaker, ami=client, now=utcnow, wrapup_seconds=1)
-    service = TelephonyService(
-        client=client,
-        tracker=CallTracker(window_of_queue=lambda q: q.removeprefix("county-")),
-        live=LivePicture(),
-        store=CallRecordStore(sessionmaker=sessionmaker, caller_key=lambda raw: raw),
-        bus=bus,
-        agents=agents,
-        now=utcnow,
-    )
+    service = await started_service(double, sessionmaker, bus)
+    client = service.client
     experts = ExpertService(sessionmaker=sessionmaker)
     escalations = EscalationService(
         ami=client,
@@ -293,9 +262,6 @@ async def rig(database_url: str) -> AsyncIterator[Rig]:
         timeout_seconds=30,
         province_number=PROVINCE_NUMBER,
     )
-    await service.start()
-    await client.wait_connected(5)
-    await until(lambda: service.rebuilds >= 1)
     try:
         yield Rig(double, service, escalations, experts, sessionmaker, user_id)
     finally:
@@ -697,22 +663,7 @@ async def double() -> AsyncIterator[ConferenceDouble]:
 
 @pytest.fixture
 async def wired(database_url: str, aiohttp_client: Any, double: ConferenceDouble) -> Api:
-    settings = make_settings(
-        database_url,
-        ami_host="127.0.0.1",
-        ami_port=double.port,
-        ami_username="cc",
-        ami_secret="cc",
-        agi_enabled=False,
-        hotline_number="075312345",
-    )
-    client = await aiohttp_client(create_app(settings, background=False))
-    api = Api(client)
-    await api.bootstrap_admin()
-    telephony = client.server.app[keys.TELEPHONY]
-    assert telephony.service is not None
-    await until(lambda: telephony.connected and telephony.service.rebuilds >= 1)  # type: ignore[union-attr]
-    return api
+    return await wired_api(database_url, aiohttp_client, double)
 
 
 def _tracker(api: Api) -> CallTracker:

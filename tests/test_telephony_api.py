@@ -9,13 +9,13 @@ import pytest
 from sqlalchemy import select
 
 from smeline import keys
-from smeline.app import create_app
 from smeline.telephony.ami_protocol import iter_raw_recording
 from smeline.telephony.models import TelephonyAudit
 from tests.asterisk_double import RECORDINGS
 from tests.asterisk_double.ami_server import AmiDouble
-from tests.conftest import Api, make_settings, ticket_payload
+from tests.conftest import Api, ticket_payload
 from tests.polling import until, until_async
+from tests.telephony_rig import wired_api
 
 
 @pytest.fixture
@@ -30,22 +30,7 @@ async def double() -> AsyncIterator[AmiDouble]:
 
 @pytest.fixture
 async def wired(database_url: str, aiohttp_client: Any, double: AmiDouble) -> Api:
-    settings = make_settings(
-        database_url,
-        ami_host="127.0.0.1",
-        ami_port=double.port,
-        ami_username="cc",
-        ami_secret="cc",
-        agi_enabled=False,
-        hotline_number="075312345",
-    )
-    client = await aiohttp_client(create_app(settings, background=False))
-    api = Api(client)
-    await api.bootstrap_admin()
-    telephony = client.server.app[keys.TELEPHONY]
-    assert telephony.service is not None
-    await until(lambda: telephony.connected and telephony.service.rebuilds >= 1)  # type: ignore[union-attr]
-    return api
+    return await wired_api(database_url, aiohttp_client, double)
 
 
 async def _audit(api: Api) -> list[TelephonyAudit]:

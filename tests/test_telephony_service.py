@@ -11,21 +11,17 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from smeline.auth.models import Role, User
 from smeline.bus import Envelope, EventRegistry, InProcessBus
-from smeline.db import make_engine, make_sessionmaker, utcnow
+from smeline.db import make_engine, make_sessionmaker
 from smeline.reference.services import ReferenceService
 from smeline.telephony import events as telephony_events
 from smeline.telephony.agents import AgentAction, AgentService, AgentState
-from smeline.telephony.ami import DEFAULT_IGNORED_EVENTS, AmiClient
-from smeline.telephony.calls import CallTracker
-from smeline.telephony.live import LivePicture
 from smeline.telephony.models import CallRecord
-from smeline.telephony.records import CallRecordStore
 from smeline.telephony.services import TelephonyService
 from tests.asterisk_double import RECORDINGS
 from tests.asterisk_double.ami_server import AmiDouble
 from tests.polling import until, until_async
+from tests.telephony_rig import meijiang_agent, started_service
 
 AGENT = "PJSIP/agent-1"
 
@@ -51,17 +47,7 @@ async def rig(database_url: str) -> AsyncIterator[Rig]:
     engine = make_engine(database_url)
     sessionmaker = make_sessionmaker(engine)
     await ReferenceService(sessionmaker=sessionmaker).seed()
-    async with sessionmaker() as db, db.begin():
-        user = User(
-            username="agent1",
-            display_name="坐席一",
-            role=Role.AGENT.value,
-            window_code="meijiang",
-            password_hash="!",
-        )
-        db.add(user)
-        await db.flush()
-        user_id = user.id
+    user_id = await meijiang_agent(sessionmaker)
     double = AmiDouble(bad_login_delay=0.05)
     for window in ("meijiang", "city", "county-meijiang"):
         double.add_queue(window)
@@ -78,28 +64,8 @@ async def rig(database_url: str) -> AsyncIterator[Rig]:
         published.append(envelope)
 
     bus.subscribe(collect)
-    client = AmiClient(
-        host="127.0.0.1",
-        port=double.port,
-        username="cc",
-        secret="cc",
-        backoff_initial=0.05,
-        backoff_max=0.2,
-        ignored_events=DEFAULT_IGNORED_EVENTS - {"VarSet"},
-    )
-    agents = AgentService(sessionmaker=sessionmaker, ami=client, now=utcnow, wrapup_seconds=1)
-    service = TelephonyService(
-        client=client,
-        tracker=CallTracker(window_of_queue=lambda q: q.removeprefix("county-")),
-        live=LivePicture(),
-        store=CallRecordStore(sessionmaker=sessionmaker, caller_key=lambda raw: raw),
-        bus=bus,
-        agents=agents,
-        now=utcnow,
-    )
-    await service.start()
-    await client.wait_connected(5)
-    await until(lambda: service.rebuilds >= 1)
+    service = await started_service(double, sessionmaker, bus)
+    agents = service.agents
     try:
         yield Rig(double, service, agents, sessionmaker, published, user_id)
     finally:
