@@ -880,12 +880,11 @@ class AmiDouble:
                 available = False
         return available
 
-    def _member_fields(self, queue: Queue, member: Member) -> Pairs:
-        """The body of QueueMemberAdded / Pause / Penalty / Ringinuse / Removed / Status."""
+    @staticmethod
+    def _member_state(member: Member) -> Pairs:
+        """The fields member events and QueueStatus's QueueMember items share
+        (recorded: same names and order after the member's name and interface)."""
         return [
-            ("Queue", queue.name),
-            ("MemberName", member.name),
-            ("Interface", member.interface),
             ("StateInterface", member.state_interface),
             ("Membership", "dynamic" if member.dynamic else "static"),
             ("Penalty", str(member.penalty)),
@@ -897,6 +896,15 @@ class AmiDouble:
             ("Status", str(member.status)),
             ("Paused", "1" if member.paused else "0"),
             ("PausedReason", member.paused_reason),
+        ]
+
+    def _member_fields(self, queue: Queue, member: Member) -> Pairs:
+        """The body of QueueMemberAdded / Pause / Penalty / Ringinuse / Removed / Status."""
+        return [
+            ("Queue", queue.name),
+            ("MemberName", member.name),
+            ("Interface", member.interface),
+            *self._member_state(member),
             ("Ringinuse", "1" if member.ringinuse else "0"),
             ("Wrapuptime", str(member.wrapuptime)),
         ]
@@ -1064,17 +1072,7 @@ class AmiDouble:
                             ("Queue", queue.name),
                             ("Name", member.name),
                             ("Location", member.interface),
-                            ("StateInterface", member.state_interface),
-                            ("Membership", "dynamic" if member.dynamic else "static"),
-                            ("Penalty", str(member.penalty)),
-                            ("CallsTaken", str(member.calls_taken)),
-                            ("LastCall", str(member.last_call)),
-                            ("LastPause", str(member.last_pause)),
-                            ("LoginTime", str(member.login_time)),
-                            ("InCall", "1" if member.in_call else "0"),
-                            ("Status", str(member.status)),
-                            ("Paused", "1" if member.paused else "0"),
-                            ("PausedReason", member.paused_reason),
+                            *self._member_state(member),
                             ("Wrapuptime", str(member.wrapuptime)),
                         ],
                     )
