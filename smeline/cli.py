@@ -17,6 +17,7 @@ from smeline.auth.schemas import UserCreateIn
 from smeline.auth.services import UserService
 from smeline.config import Settings, load_settings
 from smeline.db import make_engine, make_sessionmaker, utcnow
+from smeline.eventloop import new_event_loop
 from smeline.logging_setup import setup_logging
 from smeline.migrate import upgrade_sync
 from smeline.reference.services import ReferenceService
@@ -84,9 +85,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.telephony_configured:
         print("  Telephony is not configured: phone features are off.", flush=True)
     print(f"  smeline on http://{settings.host}:{settings.port}/", flush=True)
+    loop, loop_name = new_event_loop(settings.event_loop)
+    print(f"  event loop: {loop_name}", flush=True)
+    asyncio.set_event_loop(loop)
     app = create_app(settings)
     freeze_gc_after_startup(app)
-    web.run_app(app, host=settings.host, port=settings.port, print=None)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, loop=loop)
     return 0
 
 

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_retention_days: int = Field(default=183, ge=1)
     log_to_stderr: bool = True
+    # The event loop of `smeline serve`: uvloop when it is installed ("auto"),
+    # or asyncio's own (docs/configuration.md).
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
     # Accounts
     session_ttl_hours: int = Field(default=12, ge=1)

@@ -85,6 +85,9 @@ async def hotline(database_url: str, aiohttp_client: Any) -> AsyncIterator[Hotli
 
 async def test_the_app_runs_the_fastagi_server_and_routes_a_call(hotline: Hotline) -> None:
     app_server = hotline.client.app[keys.AGI_SERVER]
+    # on PostgreSQL the caller look-up runs on the server's own asyncpg pool
+    lookup = hotline.client.app[keys.ROUTING].lookup
+    assert lookup is not None and lookup.started
     channel = AgiChannelDouble(
         "127.0.0.1",
         app_server.port,

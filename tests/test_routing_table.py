@@ -15,7 +15,7 @@ from smeline.reference.services import ReferenceData, ReferenceService
 from smeline.routing.decide import CountySource, RouteAction
 from smeline.routing.models import CallerProfile
 from smeline.routing.numbers import DEFAULT_PLAN
-from smeline.routing.services import RoutingService
+from smeline.routing.services import CallerLookup, RoutingService
 from smeline.ticketing.calendar_service import CalendarService
 
 MONDAY_10AM = datetime(2026, 12, 7, 2, 0, tzinfo=UTC)  # 10:00 in Meizhou
@@ -40,10 +40,14 @@ async def sessionmaker(database_url: str) -> AsyncIterator[async_sessionmaker[As
         await engine.dispose()
 
 
-@pytest.fixture
+@pytest.fixture(params=["engine", "asyncpg"])
 async def routing(
+    request: pytest.FixtureRequest,
     sessionmaker: async_sessionmaker[AsyncSession],
+    database_url: str,
 ) -> AsyncIterator[tuple[RoutingService, Ready]]:
+    """Both ways of looking a caller up: through the engine (SQLite's way) and
+    the FastAGI server's own asyncpg pool (PostgreSQL's)."""
     reference_service = ReferenceService(sessionmaker=sessionmaker)
     await reference_service.seed()
     reference: ReferenceData = await reference_service.load()
@@ -59,11 +63,18 @@ async def routing(
         reference=lambda: reference,
         calendars=calendars,
         agents_ready=ready,
+        lookup=CallerLookup(database_url) if request.param == "asyncpg" else None,
     )
     await service.seed_example_prefixes()
     await service.load_prefixes()
-    yield service, ready
-    await service.drain()
+    if service.lookup is not None:
+        await service.lookup.start()
+    try:
+        yield service, ready
+    finally:
+        await service.drain()
+        if service.lookup is not None:
+            await service.lookup.close()
 
 
 async def _window(
@@ -153,3 +164,11 @@ async def test_everything_closed_on_sunday_means_after_hours(
     identified = await service.identify("075341234567")
     decision = service.queue_for(identified.county, SUNDAY_10AM)
     assert decision.action is RouteAction.AFTER_HOURS
+
+
+async def test_the_asyncpg_lookup_refuses_sqlite_and_use_before_start(database_url: str) -> None:
+    with pytest.raises(ValueError, match="PostgreSQL"):
+        CallerLookup("sqlite+aiosqlite:///x.db")
+    lookup = CallerLookup(database_url)
+    with pytest.raises(RuntimeError, match="not started"):
+        await lookup.fetch("13800138000")

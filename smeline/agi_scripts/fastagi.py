@@ -62,7 +62,9 @@ MAX_USAGE_LINES = 200
 #: Time allowed to flush and close a connection before it is aborted.
 CLOSE_TIMEOUT = 1.0
 
-_ENV_LINE_RE = re.compile(rb"(agi_[a-z0-9_]{1,64}): ?(.*)")
+_ENV_NAME_RE = re.compile(rb"agi_[a-z0-9_]{1,64}")
+#: Names already checked (Asterisk sends the same ~25 on every session).
+_ENV_NAMES: dict[bytes, str] = {}
 _REPLY_RE = re.compile(r"(\d{3})(?:([ -])(.*))?")
 _INT_RE = re.compile(r"-?\d+")
 _ENDPOS_RE = re.compile(r"(.*?)\s*endpos=(-?\d+)")
@@ -72,6 +74,8 @@ _APP_RE = re.compile(r"[A-Za-z0-9_]{1,64}")
 _DTMF_RE = re.compile(r"[0-9*#A-D]{0,16}")
 _DIGITS_RE = re.compile(r"[0-9*#A-D]{0,1024}")
 _FORBIDDEN_IN_LINE = re.compile(r"[\r\n\x00]")
+#: Nothing to escape or drop in it.
+_PLAIN_ARG = re.compile(r'[^\\"\r\n\x00]*')
 
 
 # --------------------------------------------------------------------------- errors
@@ -262,6 +266,8 @@ def agi_quote(value: str, *, max_bytes: int = MAX_VALUE_BYTES) -> str:
     dropped. The value is cut on a character boundary so that the quoted form
     stays within ``max_bytes``.
     """
+    if value.isascii() and len(value) + 2 <= max_bytes and _PLAIN_ARG.fullmatch(value):
+        return '"' + value + '"'  # the common case: codes, digits, prompt names
     text = _FORBIDDEN_IN_LINE.sub(lambda m: "" if m.group() == "\x00" else " ", value)
     out: list[str] = []
     size = 2
@@ -872,13 +878,18 @@ class FastAgiServer:
                     line = raw[:-1].rstrip(b"\r")
                     if not line:
                         break
-                    match = _ENV_LINE_RE.fullmatch(line)
-                    if match is None:
-                        logger.warning("FastAGI: not an AGI environment line, closing")
-                        return None
-                    env[match.group(1).decode("ascii")] = match.group(2).decode(
-                        "utf-8", errors="replace"
-                    )
+                    key, colon, value = line.partition(b":")
+                    name = _ENV_NAMES.get(key)
+                    if name is None:
+                        if not colon or _ENV_NAME_RE.fullmatch(key) is None:
+                            logger.warning("FastAGI: not an AGI environment line, closing")
+                            return None
+                        name = key.decode("ascii")
+                        if len(_ENV_NAMES) < MAX_ENV_LINES:
+                            _ENV_NAMES[key] = name
+                    if value[:1] == b" ":
+                        value = value[1:]
+                    env[name] = value.decode("utf-8", errors="replace")
                 else:
                     logger.warning("FastAGI: more than %s environment lines", MAX_ENV_LINES)
                     return None

@@ -22,7 +22,7 @@ from smeline.db import utcnow
 from smeline.notifications.services import Outbox
 from smeline.reference.services import ReferenceService
 from smeline.routing.numbers import NumberPlan, load_mobile_segments
-from smeline.routing.services import RoutingService
+from smeline.routing.services import CallerLookup, RoutingService
 from smeline.ticketing.calendar_service import CalendarService
 from smeline.ticketing.services import TicketService
 
@@ -51,6 +51,9 @@ def build_routing(
         reference=lambda: reference.data,
         calendars=calendars,
         agents_ready=agents_ready,
+        # PostgreSQL: the caller look-up gets its own asyncpg pool (started
+        # with the FastAGI server); SQLite goes through the engine.
+        lookup=None if settings.is_sqlite else CallerLookup(settings.database_url),
     )
 
 
@@ -82,6 +85,8 @@ def agi_lifecycle(
         # Reads the segment database file: once, off the event loop.
         await asyncio.to_thread(load_mobile_segments)
         await routing.load_prefixes()
+        if routing.lookup is not None:
+            await routing.lookup.start()
         principal = await hotline_principal(sessionmaker)
         HotlineIvr(
             routing=routing,
@@ -102,5 +107,7 @@ def agi_lifecycle(
         finally:
             await server.stop()
             await routing.drain()
+            if routing.lookup is not None:
+                await routing.lookup.close()
 
     return lifecycle
