@@ -64,6 +64,7 @@ from bench.bench_tickets import (
 )
 from smeline.bus import Envelope, EventRegistry, InProcessBus
 from smeline.db import make_engine, make_sessionmaker, utcnow
+from smeline.eventloop import new_event_loop
 from smeline.migrate import upgrade_sync
 from smeline.reference import data as refdata
 from smeline.reference.services import ReferenceService
@@ -934,6 +935,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--skip-in-process", action="store_true")
     p.add_argument("--skip-tcp", action="store_true")
+    p.add_argument(
+        "--loop",
+        choices=["auto", "uvloop", "asyncio"],
+        default="auto",
+        help="(b)'s event loop, as SMELINE_EVENT_LOOP (auto: uvloop when installed)",
+    )
     p.add_argument("--e2e-timeout", type=float, default=300.0)
     p.add_argument("--db", default="smeline_bench_ami", help="bench database (dropped!)")
     p.add_argument("--pg", default=DEFAULT_PG)
@@ -987,7 +994,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         path.write_bytes(stream.data)
         try:
             log("(b) end to end over TCP")
-            result["end_to_end"] = asyncio.run(end_to_end(args, stream, path))
+            # On the loop `smeline serve` would use (SMELINE_EVENT_LOOP, --loop).
+            loop, loop_name = new_event_loop(args.loop)
+            log(f"    event loop: {loop_name}")
+            with asyncio.Runner(loop_factory=lambda: loop) as runner:
+                result["end_to_end"] = runner.run(end_to_end(args, stream, path))
+            result["end_to_end"]["event_loop"] = loop_name
         finally:
             path.unlink(missing_ok=True)
     result["machine"]["loadavg_end"] = os.getloadavg()
