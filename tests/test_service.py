@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from smeline import keys
 from smeline.app import event_registry
-from smeline.logging_setup import JsonFormatter, setup_logging
+from smeline.logging_setup import JsonFormatter, flush_logs, log_handlers, setup_logging
 from smeline.masking import mask_phone, mask_phones_in_text
 from smeline.ticketing import events as ev
 from tests.conftest import Api, ticket_payload
@@ -94,15 +95,30 @@ def test_structured_log_lines_are_json_and_never_hold_a_full_phone_number(
 ) -> None:
     setup_logging(log_dir=tmp_path, level="INFO", retention_days=183, to_stderr=False)
     try:
-        logging.getLogger("smeline.test").info("call from %s", "13800001234", extra={"n": 1})
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        line = (tmp_path / "smeline.log").read_text().strip().splitlines()[-1]
+        args = ["13800001234"]
+        logging.getLogger("smeline.test").info("call from %s", *args, extra={"n": 1})
+        args[0] = "changed after the call"  # the message was taken at the call
+        try:
+            raise ValueError("bad number 13912345678")
+        except ValueError:
+            logging.getLogger("smeline.test").exception("failed for %s", "13912345678")
+        # written by the listener thread, not by the caller
+        assert all(
+            isinstance(h, logging.handlers.QueueHandler)
+            for h in logging.getLogger().handlers
+            if getattr(h, "_smeline", False)
+        )
+        flush_logs()
+        lines = (tmp_path / "smeline.log").read_text().strip().splitlines()
+        failed = json.loads(lines[-1])
+        assert failed["level"] == "ERROR" and "ValueError" in failed["exc"]
+        assert "13912345678" not in lines[-1]
+        line = lines[-2]
         entry = json.loads(line)
         assert entry["msg"] == "call from 1380000****"
         assert entry["logger"] == "smeline.test"
         assert "13800001234" not in line
-        file_handlers = [h for h in logging.getLogger().handlers if getattr(h, "backupCount", None)]
+        file_handlers = [h for h in log_handlers() if getattr(h, "backupCount", None)]
         assert file_handlers[0].backupCount == 183  # type: ignore[attr-defined]
     finally:
         setup_logging(log_dir=None, level="WARNING", retention_days=1, to_stderr=False)
