@@ -1,0 +1,1 @@
+"""Contact-centre figures, defined once for the wallboard and the reports."""

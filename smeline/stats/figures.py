@@ -1,0 +1,217 @@
+"""The figures the platform is judged on, defined in one place.
+
+The supervisor wallboard (live, today) and the reports (any period) both call
+these functions on the same facts, so they cannot disagree. Definitions
+(docs/figures.md):
+
+* A call counts for **one window**: the window that answered it; if nobody
+  answered, the window whose queue it was in when it left (an overflowed call
+  abandoned in the city queue counts for the city).
+* **Short abandon**: the caller hung up in the queue within
+  ``short_abandon_seconds`` — a wrong number, not a lost customer; counted
+  apart and left out of every rate.
+* **Offered** = answered + abandoned (not short) + left for a callback or a
+  voicemail from the queue.
+* **Service level** = answered within ``service_level_seconds`` of joining the
+  first queue ÷ offered. The wait covers every queue of the call (county then
+  city), so overflowing does not reset the clock.
+* **Abandon rate** = abandoned (not short) ÷ offered.
+* **ASA** (average speed of answer) = mean wait of answered calls.
+* **AHT** (average handle time) = mean handle time of answered calls, measured
+  on the agent's leg (talk + hold, plus after-call work when it is recorded);
+  talk time when the handle time is unknown.
+* **Overflowed in**: answered calls whose first queue was another window's.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+
+ANSWERED = "answered"
+ABANDONED = "abandoned"
+CALLBACK = "callback"
+VOICEMAIL = "voicemail"
+
+
+@dataclass(frozen=True, slots=True)
+class FigureRules:
+    service_level_seconds: int = 20
+    short_abandon_seconds: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class CallFacts:
+    """What a figure needs of one call record."""
+
+    started_at: datetime
+    outcome: str
+    windows: tuple[str, ...]  # queues in order: first the routed one
+    answered_window: str | None = None
+    queued: bool = True
+    wait_seconds: int = 0
+    talk_seconds: int = 0
+    handle_seconds: int | None = None
+    agent_user_id: int | None = None
+    county_code: str | None = None
+    category_code: str | None = None
+    joint: bool = False
+
+    @property
+    def window(self) -> str | None:
+        """The one window the call counts for."""
+        if self.outcome == ANSWERED and self.answered_window:
+            return self.answered_window
+        return self.windows[-1] if self.windows else None
+
+
+@dataclass(slots=True)
+class WindowFigures:
+    window: str
+    offered: int = 0
+    answered: int = 0
+    abandoned: int = 0
+    short_abandoned: int = 0
+    callbacks: int = 0
+    voicemails: int = 0
+    answered_within_sl: int = 0
+    overflowed_in: int = 0
+    joint: int = 0
+    wait_answered_total: int = 0
+    handle_total: int = 0
+
+    @property
+    def service_level(self) -> float | None:
+        return self.answered_within_sl / self.offered if self.offered else None
+
+    @property
+    def abandon_rate(self) -> float | None:
+        return self.abandoned / self.offered if self.offered else None
+
+    @property
+    def asa_seconds(self) -> float | None:
+        return self.wait_answered_total / self.answered if self.answered else None
+
+    @property
+    def aht_seconds(self) -> float | None:
+        return self.handle_total / self.answered if self.answered else None
+
+
+@dataclass(slots=True)
+class AgentFigures:
+    agent_user_id: int
+    answered: int = 0
+    handle_total: int = 0
+    talk_total: int = 0
+    windows: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def aht_seconds(self) -> float | None:
+        return self.handle_total / self.answered if self.answered else None
+
+
+def _handle(call: CallFacts) -> int:
+    return call.handle_seconds if call.handle_seconds is not None else call.talk_seconds
+
+
+def is_short_abandon(call: CallFacts, rules: FigureRules) -> bool:
+    return call.outcome == ABANDONED and call.wait_seconds < rules.short_abandon_seconds
+
+
+def window_figures(
+    calls: Iterable[CallFacts], rules: FigureRules, windows: Iterable[str] = ()
+) -> dict[str, WindowFigures]:
+    """Per window; ``windows`` are listed even with no calls (a wallboard row)."""
+    out: dict[str, WindowFigures] = {w: WindowFigures(w) for w in windows}
+    for call in calls:
+        window = call.window
+        if not call.queued or window is None:
+            continue  # never reached a queue: IVR hang-ups, outbound calls
+        figures = out.get(window)
+        if figures is None:
+            figures = out[window] = WindowFigures(window)
+        if is_short_abandon(call, rules):
+            figures.short_abandoned += 1
+            continue
+        if call.outcome == ANSWERED:
+            figures.offered += 1
+            figures.answered += 1
+            figures.wait_answered_total += call.wait_seconds
+            figures.handle_total += _handle(call)
+            if call.wait_seconds <= rules.service_level_seconds:
+                figures.answered_within_sl += 1
+            if call.windows and call.windows[0] != window:
+                figures.overflowed_in += 1
+            if call.joint:
+                figures.joint += 1
+        elif call.outcome == ABANDONED:
+            figures.offered += 1
+            figures.abandoned += 1
+        elif call.outcome == CALLBACK:
+            figures.offered += 1
+            figures.callbacks += 1
+        elif call.outcome == VOICEMAIL:
+            figures.offered += 1
+            figures.voicemails += 1
+        # in progress: counted when it ends
+    return out
+
+
+def total(figures: Mapping[str, WindowFigures], name: str = "all") -> WindowFigures:
+    """The sum over windows (a city-wide row): rates are recomputed, not averaged."""
+    whole = WindowFigures(name)
+    for one in figures.values():
+        for attr in (
+            "offered",
+            "answered",
+            "abandoned",
+            "short_abandoned",
+            "callbacks",
+            "voicemails",
+            "answered_within_sl",
+            "overflowed_in",
+            "joint",
+            "wait_answered_total",
+            "handle_total",
+        ):
+            setattr(whole, attr, getattr(whole, attr) + getattr(one, attr))
+    return whole
+
+
+def agent_figures(calls: Iterable[CallFacts]) -> dict[int, AgentFigures]:
+    out: dict[int, AgentFigures] = {}
+    for call in calls:
+        if call.outcome != ANSWERED or call.agent_user_id is None:
+            continue
+        figures = out.get(call.agent_user_id)
+        if figures is None:
+            figures = out[call.agent_user_id] = AgentFigures(call.agent_user_id)
+        figures.answered += 1
+        figures.handle_total += _handle(call)
+        figures.talk_total += call.talk_seconds
+        if call.window:
+            figures.windows[call.window] += 1
+    return out
+
+
+def contacts_by_hour(calls: Iterable[CallFacts], tz: tzinfo) -> dict[int, int]:
+    """Calls that reached a queue, by local hour of their start (0–23)."""
+    counts: dict[int, int] = defaultdict(int)
+    for call in calls:
+        if call.queued:
+            counts[call.started_at.astimezone(tz).hour] += 1
+    return {hour: counts.get(hour, 0) for hour in range(24)}
+
+
+def contacts_by(calls: Iterable[CallFacts], attribute: str) -> dict[str, int]:
+    """Calls that reached a queue by ``county_code`` or ``category_code``
+    (``""``: unknown)."""
+    if attribute not in ("county_code", "category_code"):
+        raise ValueError(f"cannot group by {attribute!r}")
+    counts: Counter[str] = Counter()
+    for call in calls:
+        if call.queued:
+            counts[getattr(call, attribute) or ""] += 1
+    return dict(counts)

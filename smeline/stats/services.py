@@ -1,0 +1,101 @@
+"""Reading the facts the figures are computed from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from smeline.stats.figures import (
+    AgentFigures,
+    CallFacts,
+    FigureRules,
+    WindowFigures,
+    agent_figures,
+    window_figures,
+)
+from smeline.telephony.models import CallRecord
+from smeline.ticketing.calendar import BUSINESS_TZ
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """A Beijing day as a [start, end) pair of aware datetimes."""
+    start = datetime.combine(day, time(0), tzinfo=BUSINESS_TZ)
+    return start, start + timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodFigures:
+    start: datetime
+    end: datetime
+    windows: dict[str, WindowFigures]
+    agents: dict[int, AgentFigures]
+    calls: tuple[CallFacts, ...]
+
+
+class FiguresService:
+    """Wallboard and reports read figures here, nowhere else."""
+
+    def __init__(
+        self, *, sessionmaker: async_sessionmaker[AsyncSession], rules: FigureRules
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self.rules = rules
+
+    async def call_facts(self, start: datetime, end: datetime) -> list[CallFacts]:
+        """Inbound calls that started in [start, end)."""
+        query = select(
+            CallRecord.started_at,
+            CallRecord.outcome,
+            CallRecord.windows,
+            CallRecord.answered_window,
+            CallRecord.queued_at,
+            CallRecord.wait_seconds,
+            CallRecord.talk_seconds,
+            CallRecord.handle_seconds,
+            CallRecord.agent_user_id,
+            CallRecord.county_code,
+            CallRecord.category_code,
+            CallRecord.joint,
+        ).where(
+            CallRecord.direction == "inbound",
+            CallRecord.started_at >= start,
+            CallRecord.started_at < end,
+        )
+        async with self._sessionmaker() as db:
+            rows = (await db.execute(query)).all()
+        return [
+            CallFacts(
+                started_at=row.started_at,
+                outcome=row.outcome,
+                windows=tuple(row.windows or ()),
+                answered_window=row.answered_window,
+                queued=row.queued_at is not None or bool(row.windows),
+                wait_seconds=row.wait_seconds or 0,
+                talk_seconds=row.talk_seconds or 0,
+                handle_seconds=row.handle_seconds,
+                agent_user_id=row.agent_user_id,
+                county_code=row.county_code,
+                category_code=row.category_code,
+                joint=bool(row.joint),
+            )
+            for row in rows
+        ]
+
+    async def period(
+        self, start: datetime, end: datetime, windows: tuple[str, ...] = ()
+    ) -> PeriodFigures:
+        calls = await self.call_facts(start, end)
+        return PeriodFigures(
+            start=start,
+            end=end,
+            windows=window_figures(calls, self.rules, windows),
+            agents=agent_figures(calls),
+            calls=tuple(calls),
+        )
+
+    async def day(self, day: date, windows: tuple[str, ...] = ()) -> PeriodFigures:
+        start, end = day_bounds(day)
+        return await self.period(start, end, windows)
