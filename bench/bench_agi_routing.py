@@ -480,11 +480,19 @@ class ServerProcess:
 
     @classmethod
     async def start(
-        cls, db_url: str, log_dir: Path, stderr_path: Path, profile: Path | None, loop: str
+        cls,
+        db_url: str,
+        log_dir: Path,
+        stderr_path: Path,
+        profile: Path | None,
+        loop: str,
+        cpus: set[int] | None = None,
     ) -> ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SMELINE_")}
         stderr_path.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "bench.bench_agi_routing", "--serve"]
+        if cpus:
+            command = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *command]
         command += ["--db-url", db_url, "--log-dir", str(log_dir), "--agi-port", "0"]
         command += ["--loop", loop]
         if profile is not None:
@@ -1001,8 +1009,28 @@ async def run(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
     conn = await pg_connect(args.pg)
     try:
         result["machine"]["postgres"] = await conn.fetchval("SHOW server_version")
+        data_directory = await conn.fetchval("SHOW data_directory")
     finally:
         await conn.close()
+    postmaster: tuple[int, set[int]] | None = None
+    if args.pin:
+        # PostgreSQL's new backends (the server's pool connects after this)
+        # inherit the postmaster's CPUs: put them with the client, leaving the
+        # server's CPU to the server. Restored at the end.
+        pid = int((Path(data_directory) / "postmaster.pid").read_text().split()[0])
+        postmaster = (pid, os.sched_getaffinity(pid))
+        os.sched_setaffinity(pid, {args.pin[1]})
+        result["pinned"] = {"server_cpu": args.pin[0], "client_and_postgres_cpu": args.pin[1]}
+    try:
+        return await measure_all(args, run_id, dsn, db_url, result)
+    finally:
+        if postmaster is not None:
+            os.sched_setaffinity(postmaster[0], postmaster[1])
+
+
+async def measure_all(
+    args: argparse.Namespace, run_id: str, dsn: str, db_url: str, result: dict[str, Any]
+) -> dict[str, Any]:
     CLIENT_GC.install()
     result["seed"] = await seed_database(args, dsn, db_url)
     if args.seed_only:
@@ -1020,6 +1048,7 @@ async def run(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
                     out_dir / "logs" / f"agi-{run_id}-server{i + 1}.stderr",
                     profile if i == 0 else None,
                     args.loop,
+                    {args.pin[0]} if args.pin else None,
                 )
             )
         ports = [server.port for server in servers]
@@ -1204,6 +1233,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--servers", type=int, default=1, help="FastAGI server processes")
     p.add_argument(
+        "--pin",
+        type=lambda text: [int(c) for c in text.split(",")],
+        help="SERVER_CPU,CLIENT_CPU: pin the server process(es) and this client to one CPU "
+        "each (taskset / sched_setaffinity); PostgreSQL stays unpinned",
+    )
+    p.add_argument(
         "--loop",
         choices=["auto", "uvloop", "asyncio"],
         default="auto",
@@ -1241,6 +1276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     run_id = time.strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.pin:
+        os.sched_setaffinity(0, {args.pin[1]})
     # The client runs on the same loop as the servers (--loop), so that the
     # load generator costs as little of the shared CPUs as it can.
     from smeline.eventloop import new_event_loop

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -17,6 +17,7 @@ from smeline.routing.models import CallerProfile
 from smeline.routing.numbers import DEFAULT_PLAN
 from smeline.routing.services import CallerLookup, RoutingService
 from smeline.ticketing.calendar_service import CalendarService
+from smeline.ticketing.models import CalendarOverride
 
 MONDAY_10AM = datetime(2026, 12, 7, 2, 0, tzinfo=UTC)  # 10:00 in Meizhou
 SUNDAY_10AM = datetime(2026, 12, 6, 2, 0, tzinfo=UTC)
@@ -164,6 +165,25 @@ async def test_everything_closed_on_sunday_means_after_hours(
     identified = await service.identify("075341234567")
     decision = service.queue_for(identified.county, SUNDAY_10AM)
     assert decision.action is RouteAction.AFTER_HOURS
+
+
+async def test_opening_time_is_exact_to_the_second_and_a_new_holiday_applies_at_once(
+    routing: tuple[RoutingService, Ready], sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    # Whether a window is open is computed once a minute per window (a cache):
+    # the minute boundary and a calendar reload must still be exact.
+    service, _ = routing
+    county = (await service.identify("075341234567")).county
+    opening = datetime(2026, 12, 7, 0, 30, tzinfo=UTC)  # Monday 08:30 in Meizhou
+    before = service.queue_for(county, opening - timedelta(seconds=1))
+    assert before.action is RouteAction.AFTER_HOURS
+    assert service.queue_for(county, opening).window == "xingning"
+    assert service.queue_for(county, opening + timedelta(seconds=59)).window == "xingning"
+    async with sessionmaker() as db, db.begin():
+        db.add(CalendarOverride(day=date(2026, 12, 7), is_workday=False, note="临时休息"))
+    await service.calendars.load()
+    later = service.queue_for(county, opening + timedelta(seconds=59))
+    assert later.action is RouteAction.AFTER_HOURS
 
 
 async def test_the_asyncpg_lookup_refuses_sqlite_and_use_before_start(database_url: str) -> None:

@@ -232,7 +232,13 @@ class HotlineIvr:
             "SMELINE_CALLER_KEY": identified.key.key,
         }
         await session.set_variable("SMELINE_DECISION", pack_decision(fields))
-        logger.info(
+        if not logger.isEnabledFor(logging.DEBUG):
+            # The call record keeps county, window and category; a line per
+            # decision at INFO cost ~0.15 ms of CPU per call and, written by
+            # the log thread, GIL hand-overs that doubled the p99 at 1,000
+            # calls/s (bench/RESULTS.md). SMELINE_LOG_LEVEL=DEBUG shows it.
+            return
+        logger.debug(
             "routed caller=%s county=%s via=%s action=%s queue=%s",
             mask_phone(identified.key.key) or "-",
             county.county or "-",

@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from smeline.db import dialect_insert, utcnow
+from smeline.reference.models import Window
 from smeline.reference.services import ReferenceData
 from smeline.routing.decide import (
     CITY_WINDOW,
@@ -156,6 +157,12 @@ class RoutingService:
         self._prefixes_loaded_at = 0.0
         self._prefix_refresh_seconds = prefix_refresh_seconds
         self._background: set[asyncio.Task[None]] = set()
+        self._open_minute = -1
+        self._open_cache: dict[str, tuple[int, Window, bool]] = {}
+
+    @property
+    def calendars(self) -> CalendarService:
+        return self._calendars
 
     # -- exchange prefixes -------------------------------------------------
 
@@ -276,11 +283,27 @@ class RoutingService:
         for code, window in self._reference().windows.items():
             if not window.active or (only is not None and code not in only):
                 continue
-            hours = parse_hours(window.hours, self._calendars.default_hours)
-            is_open = self._calendars.calendar(hours).is_business_time(now)
+            is_open = self._is_open(code, window, now)
             ready = self._agents_ready(code)
             states[code] = WindowState(code, is_open, 1 if ready is None else ready)
         return states
+
+    def _is_open(self, code: str, window: Window, now: datetime) -> bool:
+        """Window hours are whole minutes and holidays whole days, so whether a
+        window is open only changes from one minute to the next: computed
+        once per window and minute, and again when the calendar is reloaded
+        or the reference data (a new ``Window`` object) is."""
+        minute = int(now.timestamp() // 60)
+        if minute != self._open_minute:
+            self._open_cache.clear()
+            self._open_minute = minute
+        hit = self._open_cache.get(code)
+        if hit is not None and hit[0] == self._calendars.generation and hit[1] is window:
+            return hit[2]
+        hours = parse_hours(window.hours, self._calendars.default_hours)
+        is_open = self._calendars.calendar(hours).is_business_time(now)
+        self._open_cache[code] = (self._calendars.generation, window, is_open)
+        return is_open
 
     # -- the whole decision --------------------------------------------------
 

@@ -34,6 +34,9 @@ class CalendarService:
         self._version: tuple[int, int, str] | None = None
         self._calendars: dict[HoursKey, BusinessCalendar] = {}
         self._checked_at = time_module.monotonic()
+        #: Goes up at every (re)load: what was computed from an older
+        #: calendar is stale (the routing's open-window cache checks it).
+        self.generation = 0
 
     async def load(self) -> None:
         async with self._sessionmaker() as db:
@@ -43,6 +46,7 @@ class CalendarService:
         self._overrides, self._years, self._version = overrides, years, version
         # Calendars cache their days; a change of overrides needs fresh ones.
         self._calendars = {}
+        self.generation += 1
 
     async def refresh_now_and_then(self, every_seconds: float = 30.0) -> None:
         """Picks up other processes' calendar changes at most ``every_seconds`` late.
