@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -192,3 +194,54 @@ async def test_the_asyncpg_lookup_refuses_sqlite_and_use_before_start(database_u
     lookup = CallerLookup(database_url)
     with pytest.raises(RuntimeError, match="not started"):
         await lookup.fetch("13800138000")
+
+
+def _plain_dsn(database_url: str) -> str:
+    return database_url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def test_the_lookup_reuses_few_connections_and_drops_one_whose_query_was_cut(
+    database_url: str,
+) -> None:
+    lookup = CallerLookup(database_url, size=2)
+    await lookup.start()
+    try:
+        rows = await asyncio.gather(*(lookup.fetch(f"1380013{i:04d}") for i in range(20)))
+        assert rows == [(None, None, None)] * 20
+        assert lookup.opened <= 2 and lookup.dropped == 0
+        # A query still waiting when the think deadline cancels it: its
+        # connection may be out of step, so it is dropped, never reused.
+        locker = await asyncpg.connect(_plain_dsn(database_url))
+        try:
+            tx = locker.transaction()
+            await tx.start()
+            await locker.execute("LOCK TABLE caller_profiles IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await lookup.fetch("13800138000")
+            await tx.rollback()
+        finally:
+            await locker.close()
+        assert lookup.dropped == 1
+        assert await lookup.fetch("13800138000") == (None, None, None)
+        # The database restarted under it (backends killed): one call fails
+        # (the dialplan's fallback), the next ones connect anew.
+        killer = await asyncpg.connect(_plain_dsn(database_url))
+        try:
+            await killer.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND application_name = ''"
+            )
+        finally:
+            await killer.close()
+        failures = 0
+        for _ in range(3):
+            try:
+                assert await lookup.fetch("13800138000") == (None, None, None)
+            except Exception:  # asyncpg reports a killed backend in several ways
+                failures += 1
+        assert failures <= 2 and lookup.dropped >= 1 + failures
+        assert await lookup.fetch("13800138000") == (None, None, None)
+    finally:
+        await lookup.close()

@@ -59,20 +59,18 @@ _LOOKUP_NATIVE = _LOOKUP_SQL.replace(":k", "$1")
 LookupRow = tuple[str | None, str | None, str | None]
 
 
-async def _keep_as_is(_connection: Any) -> None:
-    """The pool's reset on release: nothing. By default asyncpg sends a reset
-    query (unlock advisory locks, close cursors, UNLISTEN, RESET ALL) on every
-    release, one more round trip per call; these connections only ever run
-    the one read-only SELECT, so there is no session state to reset."""
-
-
 class CallerLookup:
-    """The one query on the call path, on its own small asyncpg pool.
+    """The one query on the call path, on a few asyncpg connections of its own.
 
     Through SQLAlchemy's async engine the same query costs ~0.3 ms of CPU one
     at a time and ~0.7 ms with 50 calls at once (connection checkout and the
-    greenlet hop, not the SQL); a plain asyncpg pool with its prepared
-    statement costs ~0.1 ms (bench/RESULTS.md). PostgreSQL only: on SQLite
+    greenlet hop, not the SQL); on a plain asyncpg connection with its
+    prepared statement ~0.03 ms. asyncpg's own pool adds ~0.03 ms per call
+    (its acquire/release machinery, and a reset query on every release unless
+    told otherwise), so the connections are kept here: a LIFO stack of idle
+    connections and free slots (``None``: connect when needed). A connection
+    whose query failed or was cancelled (the think deadline) may be out of
+    step, so it is dropped and its slot freed. PostgreSQL only: on SQLite
     (the embedded default) the look-up goes through the engine.
     """
 
@@ -80,29 +78,57 @@ class CallerLookup:
         url = make_url(database_url)
         if url.get_backend_name() != "postgresql":
             raise ValueError("CallerLookup needs a PostgreSQL database URL")
+        if size < 1:
+            raise ValueError("size must be at least 1")
         self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._size = size
-        self._pool: Any = None
+        self._idle: asyncio.LifoQueue[Any] | None = None
+        #: Connections opened and dropped so far (tests, diagnostics).
+        self.opened = 0
+        self.dropped = 0
 
     @property
     def started(self) -> bool:
-        return self._pool is not None
+        return self._idle is not None
 
     async def start(self) -> None:
-        if self._pool is None:
-            self._pool = await asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=self._size, reset=_keep_as_is
-            )
+        if self._idle is not None:
+            return
+        first = await asyncpg.connect(self._dsn)  # fail at start-up, not on a call
+        self.opened += 1
+        idle: asyncio.LifoQueue[Any] = asyncio.LifoQueue()
+        for _ in range(self._size - 1):
+            idle.put_nowait(None)
+        idle.put_nowait(first)
+        self._idle = idle
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        idle, self._idle = self._idle, None
+        while idle is not None and not idle.empty():
+            conn = idle.get_nowait()
+            if conn is not None:
+                await conn.close()
 
     async def fetch(self, phone_key: str) -> LookupRow:
-        if self._pool is None:
+        idle = self._idle
+        if idle is None:
             raise RuntimeError("CallerLookup is not started")
-        row = await self._pool.fetchrow(_LOOKUP_NATIVE, phone_key)
+        conn = idle.get_nowait() if not idle.empty() else await idle.get()
+        if conn is None:
+            try:
+                conn = await asyncpg.connect(self._dsn)
+            except BaseException:
+                idle.put_nowait(None)
+                raise
+            self.opened += 1
+        try:
+            row = await conn.fetchrow(_LOOKUP_NATIVE, phone_key)
+        except BaseException:
+            conn.terminate()
+            self.dropped += 1
+            idle.put_nowait(None)
+            raise
+        idle.put_nowait(conn)
         return (row[0], row[1], row[2])
 
 
