@@ -24,7 +24,7 @@ from smeline.auth.passwords import Passwords
 from smeline.auth.services import AuthService, SessionCache, UserService
 from smeline.bus import EventRegistry, make_bus
 from smeline.config import Settings
-from smeline.db import make_engine, make_sessionmaker
+from smeline.db import make_engine, make_sessionmaker, utcnow
 from smeline.errors import error_middleware
 from smeline.expert_pool import http as expert_http
 from smeline.notifications import http as notification_http
@@ -32,12 +32,14 @@ from smeline.notifications.dispatcher import Dispatcher
 from smeline.notifications.senders import build_senders
 from smeline.notifications.services import Outbox
 from smeline.openapi import build_openapi, openapi_handler
+from smeline.realtime.auth import VisitorsNow
 from smeline.realtime.setup import build_realtime, install_realtime, realtime_lifecycle
 from smeline.reference import http as reference_http
 from smeline.reference.services import ReferenceService
 from smeline.telephony import escalation_http
 from smeline.telephony import events as telephony_events
 from smeline.telephony import http as telephony_http
+from smeline.telephony.console_presence import PauseOnConsoleLoss
 from smeline.telephony.setup import build_telephony, telephony_lifecycle
 from smeline.ticketing import events as ticket_events
 from smeline.ticketing import http as ticket_http
@@ -48,6 +50,7 @@ from smeline.ticketing.services import TicketService
 from smeline.ticketing.sla import SlaRules
 from smeline.webchat import events as chat_events
 from smeline.webchat import http as chat_http
+from smeline.webchat.presence import ChatSeats
 from smeline.webchat.setup import build_chat, chat_lifecycle
 from smeline.webchat.setup import install as install_chat
 
@@ -181,6 +184,17 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         tickets=tickets,
         bus=bus,
     )
+    # Consoles (/agent sockets): visitors are the chat service's; an open
+    # console is a chat seat; a console gone for good pauses the agent.
+    realtime.set_visitor_authenticator(VisitorsNow(chat))
+    realtime.presence.add_listener(ChatSeats(chat, utcnow))
+    console_loss = PauseOnConsoleLoss(
+        agents=telephony.agents,
+        configured=lambda: telephony.configured,
+        sockets=realtime.presence.sockets,
+        grace_seconds=settings.console_disconnect_grace_seconds,
+    )
+    realtime.presence.add_listener(console_loss)
 
     dispatcher = Dispatcher(
         sessionmaker=sessionmaker,
@@ -255,6 +269,15 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         await engine.dispose()
 
     app.cleanup_ctx.append(lifecycle)
+
+    async def presence_lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        yield
+        # The sockets are closed by now: let the listeners finish (chat seats
+        # released) while the database is still there.
+        await realtime.presence.drain()
+        await console_loss.close()
+
+    app.cleanup_ctx.append(presence_lifecycle)
     # After the bus has started; stops (closing every socket) before it closes.
     app.cleanup_ctx.append(realtime_lifecycle(realtime, realtime_bridge))
     app.cleanup_ctx.append(telephony_lifecycle(telephony))

@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     ivr_menu_timeout_ms: int = Field(default=6000, ge=1000, le=30000)
     county_queue_timeout_seconds: int = Field(default=60, ge=5)
     city_queue_timeout_seconds: int = Field(default=300, ge=5)
+    # An agent whose last console socket closed is paused (reason "disconnected")
+    # unless a console is back within this many seconds (a reload, a short drop).
+    console_disconnect_grace_seconds: float = Field(default=15.0, ge=0, le=600)
 
     # Web chat (docs/webchat.md)
     chat_agent_capacity: int = Field(default=3, ge=1, le=50)  # chats at once per agent

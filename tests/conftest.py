@@ -269,3 +269,15 @@ def process_tz_utc() -> Iterator[None]:
         else:
             os.environ["TZ"] = previous
         time_module.tzset()
+
+
+@pytest.fixture
+async def sockets() -> AsyncIterator[Any]:
+    """socket.io clients (tests/socket_rig.py), all closed at the end."""
+    from tests.socket_rig import Sockets
+
+    opened = Sockets()
+    try:
+        yield opened
+    finally:
+        await opened.close()

@@ -73,7 +73,9 @@ async def started_service(
     return service
 
 
-async def wired_api(database_url: str, aiohttp_client: Any, double: AmiDouble) -> Api:
+async def wired_api(
+    database_url: str, aiohttp_client: Any, double: AmiDouble, **overrides: Any
+) -> Api:
     """The whole app with telephony configured against ``double``."""
     settings = make_settings(
         database_url,
@@ -83,6 +85,7 @@ async def wired_api(database_url: str, aiohttp_client: Any, double: AmiDouble) -
         ami_secret="cc",
         agi_enabled=False,
         hotline_number="075312345",
+        **overrides,
     )
     client = await aiohttp_client(create_app(settings, background=False))
     api = Api(client)

@@ -59,6 +59,7 @@ from smeline.realtime.events import (
     SocketError,
     WindowRoomIn,
 )
+from smeline.realtime.presence import Presence
 from smeline.realtime.ratelimit import TokenBucket
 from smeline.realtime.rooms import (
     AGENT_NAMESPACE,
@@ -175,6 +176,8 @@ class Realtime:
         self._handlers: dict[tuple[str, str], _Registration[Any]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        #: The /agent consoles open per staff member (docs/realtime.md).
+        self.presence = Presence()
         self.manager: Any = (
             socketio.AsyncRedisManager(redis_url, channel=channel) if redis_url else None
         )
@@ -225,7 +228,8 @@ class Realtime:
     async def disconnect_all(self) -> None:
         """Close every socket of this process (on shutdown: aiohttp waits for
         open WebSockets before it runs the cleanup)."""
-        self._clients.clear()
+        for sid in list(self._clients):
+            self._forget(sid)
         # Not engine.io's disconnect(): it waits until each socket's queue is
         # drained, which a long-polling client that went away never does.
         sockets = list(self.server.eio.sockets.values())
@@ -290,10 +294,12 @@ class Realtime:
                     error.code, error.model_dump(mode="json")
                 ) from None
             self._clients[sid] = client
+            if namespace == AGENT_NAMESPACE and client.principal is not None:
+                self.presence.connected(client.principal.user_id)
             return True
 
         async def disconnect(sid: str, reason: Any = None) -> None:
-            self._clients.pop(sid, None)
+            self._forget(sid)
 
         async def event(name: Any, sid: str, *args: Any) -> dict[str, Any]:
             return await self._dispatch(namespace, name, sid, args)
@@ -466,7 +472,7 @@ class Realtime:
         error = refused.error(event).model_dump(mode="json")
         await self.server.emit(ERROR, error, to=sid, namespace=namespace, ignore_queue=True)
         if refused.code == ErrorCode.AUTHENTICATION_REQUIRED:
-            self._clients.pop(sid, None)
+            self._forget(sid)
             # Not awaited: this runs inside the socket's own receive loop.
             self._spawn(self._drop(sid, namespace))
         return {"ok": False, "error": error}
@@ -515,8 +521,14 @@ class Realtime:
                 closed += 1
         return closed
 
+    def _forget(self, sid: str) -> None:
+        """The socket is gone (or going): no more events for it, one console fewer."""
+        client = self._clients.pop(sid, None)
+        if client is not None and client.namespace == AGENT_NAMESPACE and client.principal:
+            self.presence.disconnected(client.principal.user_id)
+
     async def _drop(self, sid: str, namespace: str) -> None:
-        self._clients.pop(sid, None)
+        self._forget(sid)
         await self.server.disconnect(sid, namespace=namespace, ignore_queue=True)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
