@@ -1,7 +1,7 @@
 """The event loop the service runs on.
 
 uvloop (libuv) does the socket work of the FastAGI server, AMI and HTTP
-with less CPU than asyncio's own loop: per FastAGI decision about a fifth
+with less CPU than asyncio's own loop: per FastAGI decision about 15 %
 less (bench/RESULTS.md). It is a dependency on Linux; ``auto`` falls back to
 asyncio's loop where it cannot be imported. Tests run on asyncio's loop.
 """
