@@ -125,6 +125,14 @@ class Settings(BaseSettings):
     # An agent whose last console socket closed is paused (reason "disconnected")
     # unless a console is back within this many seconds (a reload, a short drop).
     console_disconnect_grace_seconds: float = Field(default=15.0, ge=0, le=600)
+    # The agents' softphones (JsSIP in the console): Asterisk's SIP-over-WebSocket
+    # URL (None: wss://<the console's host>/ws, i.e. through the same TLS reverse
+    # proxy), the SIP domain of the agents' URIs (None: that host), and the ICE
+    # servers handed to the browser (none by default: public STUN is blocked in
+    # China and JsSIP then waits 10-40 s gathering candidates).
+    webrtc_ws_url: str | None = None
+    webrtc_sip_domain: str | None = None
+    webrtc_ice_servers: list[str] = []
 
     # Web chat (docs/webchat.md)
     chat_agent_capacity: int = Field(default=3, ge=1, le=50)  # chats at once per agent

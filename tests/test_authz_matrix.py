@@ -73,6 +73,7 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     # telephony_not_configured, everyone else 403 before that.
     ("GET", "/api/telephony/status"): Rule(DESK, 200),
     ("GET", "/api/telephony/agents/me"): Rule(DESK, 200),
+    ("GET", "/api/telephony/agents/me/phone"): Rule(DESK, 503),
     ("POST", "/api/telephony/agents/me/login"): Rule(DESK, 503),
     ("POST", "/api/telephony/agents/me/state"): Rule(DESK, 503),
     ("POST", "/api/telephony/agents/me/logout"): Rule(DESK, 503),
@@ -343,6 +344,10 @@ async def _my_agent(w: World) -> Req:
     return Req("/api/telephony/agents/me")
 
 
+async def _my_phone(w: World) -> Req:
+    return Req("/api/telephony/agents/me/phone")
+
+
 async def _agent_login(w: World) -> Req:
     return Req("/api/telephony/agents/me/login", {"window_code": "xingning"})
 
@@ -518,6 +523,7 @@ BUILDERS: dict[tuple[str, str], Builder] = {
     ("GET", "/api/notifications"): _notifications,
     ("GET", "/api/telephony/status"): _telephony_status,
     ("GET", "/api/telephony/agents/me"): _my_agent,
+    ("GET", "/api/telephony/agents/me/phone"): _my_phone,
     ("POST", "/api/telephony/agents/me/login"): _agent_login,
     ("POST", "/api/telephony/agents/me/state"): _agent_state,
     ("POST", "/api/telephony/agents/me/logout"): _agent_logout,

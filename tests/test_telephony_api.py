@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from smeline import keys
 from smeline.telephony.ami_protocol import iter_raw_recording
-from smeline.telephony.models import TelephonyAudit
+from smeline.telephony.models import AgentEndpoint, TelephonyAudit
 from tests.asterisk_double import RECORDINGS
 from tests.asterisk_double.ami_server import AmiDouble
 from tests.conftest import Api, ticket_payload
@@ -219,3 +219,41 @@ async def test_click_to_call_rings_the_agent_then_dials_the_sme_with_the_dial_st
     assert originate.get("Timeout") == "30000"  # milliseconds
     assert originate.get("ChannelId") == body["channel_id"]
     assert f"SMELINE_TICKET={ticket['short_ref']}" in originate.get_all("Variable")
+
+
+async def test_an_agent_gets_their_own_softphone_settings_and_only_theirs(
+    wired: Api, double: AmiDouble
+) -> None:
+    agent = await wired.user("agent", window_code="xingning")
+    other = await wired.user("agent", window_code="meijiang")
+    status, body = await wired.call("GET", "/api/telephony/agents/me/phone", agent)
+    assert status == 200, body
+    assert body["endpoint"] == f"agent-{agent.id}"
+    assert body["authorization_user"] == body["endpoint"]
+    assert body["sip_uri"].startswith(f"sip:agent-{agent.id}@")
+    assert body["ws_url"].endswith("/ws") and body["ice_servers"] == []
+    assert body["codecs"] == ["PCMA", "PCMU"] and body["dtmf"] == "rfc4733"
+    # the same endpoint and secret every time, and what asterisk-config renders
+    status, again = await wired.call("GET", "/api/telephony/agents/me/phone", agent)
+    assert again["password"] == body["password"] and len(body["password"]) >= 24
+    async with wired.client.server.app[keys.SESSIONMAKER]() as db:
+        row = await db.get(AgentEndpoint, agent.id)
+    assert row is not None and row.secret == body["password"]
+    status, theirs = await wired.call("GET", "/api/telephony/agents/me/phone", other)
+    assert theirs["endpoint"] == f"agent-{other.id}" and theirs["password"] != body["password"]
+    expert = await wired.user("expert")
+    status, _ = await wired.call("GET", "/api/telephony/agents/me/phone", expert)
+    assert status == 403
+
+
+async def test_behind_the_tls_proxy_the_softphone_dials_the_public_host(
+    database_url: str, aiohttp_client: Any, double: AmiDouble
+) -> None:
+    api = await wired_api(
+        database_url, aiohttp_client, double, public_url="https://cc.example.cn:8443"
+    )
+    agent = await api.user("agent", window_code="xingning")
+    status, body = await api.call("GET", "/api/telephony/agents/me/phone", agent)
+    assert status == 200, body
+    assert body["ws_url"] == "wss://cc.example.cn:8443/ws"
+    assert body["sip_uri"] == f"sip:agent-{agent.id}@cc.example.cn"

@@ -13,6 +13,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import Field
 from sqlalchemy import select
+from yarl import URL
 
 from smeline import keys
 from smeline.api import (
@@ -28,12 +29,13 @@ from smeline.api import (
 from smeline.auth.middleware import principal_of
 from smeline.auth.models import Role, User
 from smeline.auth.permissions import Permission, Principal
+from smeline.config import Settings
 from smeline.db import utcnow
 from smeline.errors import Forbidden, NotFound, ValidationFailed, field_error
 from smeline.telephony.actions import SpyMode
 from smeline.telephony.agents import AgentAction, AgentNotLoggedIn, AgentStatus
 from smeline.telephony.models import CallRecord
-from smeline.telephony.phones import interface_of
+from smeline.telephony.phones import PhoneBook, interface_of
 from smeline.telephony.setup import Telephony
 
 routes = ApiRoutes(tag="telephony")
@@ -184,6 +186,62 @@ def _window_for(p: Principal, wanted: str | None) -> str:
             )
         return p.window_code
     return wanted
+
+
+class PhoneSettingsOut(Out):
+    endpoint: str
+    sip_uri: str
+    authorization_user: str
+    password: str
+    display_name: str
+    ws_url: str
+    ice_servers: list[str]
+    codecs: list[str]
+    dtmf: str
+
+
+@routes.get(
+    "/api/telephony/agents/me/phone",
+    summary="My softphone's settings (SIP URI, password, WebSocket URL, ICE servers)",
+    response=PhoneSettingsOut,
+    errors=(403, 503),
+)
+async def my_phone(request: web.Request) -> web.StreamResponse:
+    """The agent's own WebRTC endpoint (created on first use; rendered into
+    pjsip.conf by ``smeline asterisk-config``). Only ever the caller's own."""
+    p = principal_of(request)
+    p.require(Permission.TELEPHONY_AGENT)
+    _telephony(request).require_configured()
+    settings: Settings = request.app[keys.SETTINGS]
+    phone = await PhoneBook(sessionmaker=request.app[keys.SESSIONMAKER]).ensure(
+        p.user_id, p.window_code
+    )
+    # By default Asterisk's /ws sits behind the same TLS reverse proxy as the
+    # console (the browser trusts one certificate, docs/console.md).
+    authority, scheme = request.host, "wss"
+    if settings.public_url:
+        public = URL(settings.public_url)
+        authority = public.raw_authority or authority
+        scheme = "wss" if public.scheme == "https" else "ws"
+    ws_url = settings.webrtc_ws_url or f"{scheme}://{authority}/ws"
+    domain = settings.webrtc_sip_domain or URL(f"//{authority}").raw_host or authority
+    response = json_ok(
+        PhoneSettingsOut(
+            endpoint=phone.endpoint,
+            sip_uri=f"sip:{phone.endpoint}@{domain}",
+            authorization_user=phone.endpoint,
+            password=phone.secret,
+            display_name=p.username,
+            ws_url=ws_url,
+            ice_servers=list(settings.webrtc_ice_servers),
+            # The Chinese PSTN is A-law; stock Asterisk has no opus transcoder.
+            codecs=["PCMA", "PCMU"],
+            # JsSIP's default is SIP INFO; the endpoints use RFC 4733.
+            dtmf="rfc4733",
+        )
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @routes.post(
