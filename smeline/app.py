@@ -35,6 +35,7 @@ from smeline.openapi import build_openapi, openapi_handler
 from smeline.realtime.auth import VisitorsNow
 from smeline.realtime.setup import build_realtime, install_realtime, realtime_lifecycle
 from smeline.reference import http as reference_http
+from smeline.screenpop import http as screenpop_http
 from smeline.reference.services import ReferenceService
 from smeline.telephony import escalation_http
 from smeline.telephony import events as telephony_events
@@ -213,6 +214,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         telephony_http.routes,
         escalation_http.routes,
         expert_http.routes,
+        screenpop_http.routes,
         *chat_http.ROUTE_TABLES,
     ]
     public = {(s.method, s.path) for table in route_tables for s in table.specs if s.public}

@@ -74,6 +74,7 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("GET", "/api/telephony/status"): Rule(DESK, 200),
     ("GET", "/api/telephony/agents/me"): Rule(DESK, 200),
     ("GET", "/api/telephony/agents/me/phone"): Rule(DESK, 503),
+    ("GET", "/api/screen-pop"): Rule(DESK, 200),
     ("POST", "/api/telephony/agents/me/login"): Rule(DESK, 503),
     ("POST", "/api/telephony/agents/me/state"): Rule(DESK, 503),
     ("POST", "/api/telephony/agents/me/logout"): Rule(DESK, 503),
@@ -344,6 +345,10 @@ async def _my_agent(w: World) -> Req:
     return Req("/api/telephony/agents/me")
 
 
+async def _screen_pop(w: World) -> Req:
+    return Req("/api/screen-pop?phone=%2B8613923001234")
+
+
 async def _my_phone(w: World) -> Req:
     return Req("/api/telephony/agents/me/phone")
 
@@ -524,6 +529,7 @@ BUILDERS: dict[tuple[str, str], Builder] = {
     ("GET", "/api/telephony/status"): _telephony_status,
     ("GET", "/api/telephony/agents/me"): _my_agent,
     ("GET", "/api/telephony/agents/me/phone"): _my_phone,
+    ("GET", "/api/screen-pop"): _screen_pop,
     ("POST", "/api/telephony/agents/me/login"): _agent_login,
     ("POST", "/api/telephony/agents/me/state"): _agent_state,
     ("POST", "/api/telephony/agents/me/logout"): _agent_logout,
