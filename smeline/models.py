@@ -1,6 +1,7 @@
 """Imports every table so that ``Base.metadata`` is complete (Alembic, tests)."""
 
 from smeline.auth.models import AuthSession, LoginFailure, User
+from smeline.contacts.models import Wrapup
 from smeline.db import Base
 from smeline.expert_pool.models import Consultation, Expert
 from smeline.notifications.models import Notification
@@ -70,4 +71,5 @@ __all__ = [
     "TicketShare",
     "User",
     "Window",
+    "Wrapup",
 ]

@@ -25,6 +25,10 @@ class Sock:
     def names(self) -> list[str]:
         return [name for name, _ in self.events]
 
+    def bus_names(self) -> list[str]:
+        """The names of what came from the bus (the wallboard's snapshot pushes left out)."""
+        return [name for name, _ in self.events if name != "wallboard.update"]
+
     def errors(self) -> list[dict[str, Any]]:
         return [data for name, data in self.events if name == "error"]
 

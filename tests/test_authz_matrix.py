@@ -115,6 +115,12 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("DELETE", "/api/webchat/ip-ranges/{range_id}"): Rule(ADMIN, 204),
     ("GET", "/api/webchat/canned-replies"): Rule(DESK, 200),
     ("POST", "/api/webchat/canned-replies"): Rule(ADMIN, 201),
+    # Wrap-ups and work orders from a contact: the desk, each their own contacts.
+    ("POST", "/api/contacts/wrapups"): Rule(DESK, 201),
+    ("GET", "/api/contacts/wrapups/pending"): Rule(DESK, 200),
+    ("POST", "/api/contacts/ticket"): Rule(DESK, 201),
+    # The wallboard: supervisors city-wide, county administrators their county.
+    ("GET", "/api/wallboard"): Rule(SUPERVISE, 200),
 }
 
 PLACEMENT: dict[str, dict[str, str]] = {
@@ -173,6 +179,9 @@ class World:
         svc: ChatService = self.api.client.server.app[CHAT_SERVICE]
         if not self._chats_ready:
             self._chats_ready = True
+            # The wrap-up rule (tests/test_wrapups.py) is not this matrix's
+            # subject: a chat one builder closed must not block the next accept.
+            svc.assign_guard = None
             svc.clock = lambda: (
                 datetime(2025, 3, 12, 2, 0, tzinfo=UTC) + timedelta(seconds=self.unique())
             )
@@ -497,6 +506,62 @@ async def _add_canned(w: World) -> Req:
     )
 
 
+async def _wallboard(w: World) -> Req:
+    return Req("/api/wallboard")
+
+
+async def _answered_call(w: World) -> str:
+    """A 兴宁 call the caller answered (the staff agent's when there is no caller)."""
+    from smeline.telephony.models import CallRecord
+
+    owner = w.actor or w.staff
+    linkedid = f"authz-{w.unique()}.1"
+    ended = datetime.now(UTC)
+    async with w.api.client.server.app[keys.SESSIONMAKER]() as db, db.begin():
+        db.add(
+            CallRecord(
+                linkedid=linkedid,
+                direction="inbound",
+                caller_number="13800001234",
+                county_code="441481",
+                category_code="financing",
+                windows=["xingning"],
+                queues=["xingning"],
+                started_at=ended - timedelta(minutes=3),
+                answered_at=ended - timedelta(minutes=2),
+                ended_at=ended,
+                agent_user_id=owner.id,
+                answered_window="xingning",
+                outcome="answered",
+            )
+        )
+    return linkedid
+
+
+async def _wrapup(w: World) -> Req:
+    return Req(
+        "/api/contacts/wrapups",
+        {
+            "contact_kind": "call",
+            "linkedid": await _answered_call(w),
+            "enterprise_name": "兴宁市某某电子有限公司",
+            "category_code": "financing",
+            "service_mode": "online",
+            "result": "resolved",
+        },
+    )
+
+
+async def _pending_wrapups(w: World) -> Req:
+    return Req("/api/contacts/wrapups/pending")
+
+
+async def _contact_ticket(w: World) -> Req:
+    return Req(
+        "/api/contacts/ticket", {"contact_kind": "call", "linkedid": await _answered_call(w)}
+    )
+
+
 BUILDERS: dict[tuple[str, str], Builder] = {
     ("GET", "/api/health"): _health,
     ("POST", "/api/auth/login"): _login,
@@ -578,7 +643,11 @@ BUILDERS: dict[tuple[str, str], Builder] = {
     ("POST", "/api/webchat/ip-ranges"): _add_ip_range,
     ("DELETE", "/api/webchat/ip-ranges/{range_id}"): _delete_ip_range,
     ("GET", "/api/webchat/canned-replies"): _canned,
+    ("GET", "/api/wallboard"): _wallboard,
     ("POST", "/api/webchat/canned-replies"): _add_canned,
+    ("POST", "/api/contacts/wrapups"): _wrapup,
+    ("GET", "/api/contacts/wrapups/pending"): _pending_wrapups,
+    ("POST", "/api/contacts/ticket"): _contact_ticket,
 }
 
 

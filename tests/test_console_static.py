@@ -200,3 +200,102 @@ async def test_the_service_mounts_the_console(client: TestClient[Any, Any]) -> N
     missing = await client.get("/api/nothing-here")
     assert missing.status == 404
     assert missing.content_type == "application/json"
+
+
+# --- the portal chat widget at /widget/ ----------------------------------------------
+
+LOADER = "(function(){/* loads /widget/assets/widget-Zz9.js */})();\n"
+BUNDLE = "console.log('widget')\n"
+
+
+def fake_widget(dist: Path) -> Path:
+    widget = dist / "widget"
+    (widget / "assets").mkdir(parents=True)
+    (widget / "chat.js").write_text(LOADER, encoding="utf-8")
+    (widget / "assets" / "widget-Zz9.js").write_text(BUNDLE, encoding="utf-8")
+    with gzip.open(widget / "assets" / "widget-Zz9.js.gz", "wb") as f:
+        f.write(BUNDLE.encode())
+    (widget / ".hidden").write_text("no", encoding="utf-8")
+    return widget
+
+
+async def test_the_widget_loader_is_a_script_any_portal_may_load_revalidated_within_minutes(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    dist = fake_dist(tmp_path)
+    fake_widget(dist)
+    client = await console_client(aiohttp_client, dist)
+    response = await client.get("/widget/chat.js", headers={"Origin": "https://portal.example"})
+    assert response.status == 200
+    assert await response.text() == LOADER
+    assert response.content_type in ("text/javascript", "application/javascript")
+    assert response.headers["Cache-Control"] == "public, max-age=300"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert response.headers["Cross-Origin-Resource-Policy"] == "cross-origin"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    # A script, not a page: no frame or CSP headers of the console's HTML.
+    assert "Content-Security-Policy" not in response.headers
+
+
+async def test_the_widget_bundle_is_cached_for_a_year_and_gzipped_when_accepted(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    dist = fake_dist(tmp_path)
+    fake_widget(dist)
+    client = await console_client(aiohttp_client, dist)
+    response = await client.get(
+        "/widget/assets/widget-Zz9.js", headers={"Accept-Encoding": "gzip"}, auto_decompress=False
+    )
+    assert response.status == 200
+    assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert gzip.decompress(await response.read()).decode() == BUNDLE
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/widget/assets/nothing.js",
+        "/widget/assets/%2e%2e/%2e%2e/index.html",
+        "/widget/assets/..%2f..%2f..%2fsecret.txt",
+        "/widget/assets/.hidden",
+        "/widget/assets/",
+        "/widget/index.html",
+    ],
+)
+async def test_a_missing_or_hostile_widget_path_is_a_json_404(
+    aiohttp_client: Any, tmp_path: Path, path: str
+) -> None:
+    dist = fake_dist(tmp_path)
+    fake_widget(dist)
+    app = web.Application(middlewares=[error_middleware])
+    add_console_routes(app, dist)
+    client = await aiohttp_client(app)
+    response = await client.get(path)
+    assert response.status == 404
+    assert response.content_type == "application/json"
+    text = await response.text()
+    assert "outside dist" not in text and "no" != text and "widget" not in text
+
+
+async def test_without_a_widget_build_the_loader_says_so_as_harmless_javascript(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    app = web.Application(middlewares=[error_middleware])
+    add_console_routes(app, fake_dist(tmp_path))
+    client = await aiohttp_client(app)
+    response = await client.get("/widget/chat.js")
+    assert response.status == 503
+    assert response.content_type == "text/javascript"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "scripts/build-web" in await response.text()
+    assert (await client.get("/widget/assets/widget-Zz9.js")).status == 404
+
+
+async def test_the_service_mounts_the_widget(client: TestClient[Any, Any]) -> None:
+    response = await client.get("/widget/chat.js")
+    # Built or not, it is JavaScript any portal may load.
+    assert response.status in (200, 503)
+    assert response.content_type in ("text/javascript", "application/javascript")
+    assert response.headers["Access-Control-Allow-Origin"] == "*"

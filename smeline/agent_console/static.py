@@ -6,6 +6,11 @@ year; ``index.html`` is revalidated every time and answers every other path
 under ``/console/`` so that client-side routes survive a reload. When the app
 has not been built the console says so, in Chinese, instead of a bare 404.
 
+The portal chat widget is served at ``/widget/`` (docs/widget.md): ``chat.js``, the
+stable name portals embed, is a loader revalidated often; the bundle it names
+carries a content hash and is cached for a year. Both are classic scripts that
+any origin may load (the portal pages are elsewhere).
+
 The HTML carries a Content-Security-Policy that lets the page load and connect
 to nothing but its own origin (plus the SIP WebSocket when it lives
 elsewhere): the deployment must work on a closed network and nothing is
@@ -33,6 +38,13 @@ ASSETS = "assets/"
 
 ASSET_CACHE = "public, max-age=31536000, immutable"
 HTML_CACHE = "no-cache"
+
+WIDGET_PREFIX = "/widget/"
+WIDGET_LOADER = "chat.js"
+# Short: a new release reaches the portals' visitors within minutes, and the
+# loader is a few hundred bytes.
+WIDGET_LOADER_CACHE = "public, max-age=300"
+WIDGET_NOT_BUILT = "/* smeline: the chat widget has not been built: run scripts/build-web */\n"
 
 _HOST = re.compile(r"^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$")
 _CONNECT_SOURCE = re.compile(
@@ -171,3 +183,41 @@ def add_console_routes(
     app.router.add_get("/console", to_console)
     app.router.add_get(PREFIX, console)
     app.router.add_get(PREFIX + "{tail:.*}", console)
+    add_widget_routes(app, dist_dir / "widget")
+
+
+def _widget_headers(cache: str) -> dict[str, str]:
+    # Loaded by <script src> from the portals' pages: any origin may use it
+    # (CORP cross-origin also for portals that isolate themselves with COEP).
+    return {
+        "Cache-Control": cache,
+        "X-Content-Type-Options": "nosniff",
+        "Access-Control-Allow-Origin": "*",
+        "Cross-Origin-Resource-Policy": "cross-origin",
+    }
+
+
+def add_widget_routes(app: web.Application, widget_dir: Path) -> None:
+    """Serve the chat widget's build (``dist/widget``) at ``/widget/``."""
+
+    async def loader(request: web.Request) -> web.StreamResponse:
+        path = widget_dir / WIDGET_LOADER
+        if not path.is_file():
+            # Still JavaScript: the portal page runs it harmlessly and the
+            # operator reads why in the browser's console.
+            return web.Response(
+                text=WIDGET_NOT_BUILT,
+                status=503,
+                content_type="text/javascript",
+                headers=_widget_headers("no-store"),
+            )
+        return web.FileResponse(path, headers=_widget_headers(WIDGET_LOADER_CACHE))
+
+    async def asset(request: web.Request) -> web.StreamResponse:
+        found = _file_under(widget_dir, ASSETS + request.match_info["tail"])
+        if found is None:
+            raise NotFound("No such asset", error_id="not_found")
+        return web.FileResponse(found, headers=_widget_headers(ASSET_CACHE))
+
+    app.router.add_get(WIDGET_PREFIX + WIDGET_LOADER, loader)
+    app.router.add_get(WIDGET_PREFIX + ASSETS + "{tail:.*}", asset)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, TypeVar
+from datetime import datetime
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -29,7 +30,9 @@ from smeline.realtime.rooms import (
     AGENT_NAMESPACE,
     SUPERVISOR_NAMESPACE,
     SUPERVISORS,
+    VISITOR_NAMESPACE,
     agent_room,
+    chat_room,
     county_supervisors_room,
     window_room,
 )
@@ -37,6 +40,7 @@ from smeline.telephony import events as call_events
 from smeline.telephony.events import AgentState, CallOverflowed, CallState
 from smeline.ticketing import events as ticket_events
 from smeline.ticketing.events import TicketEvent, TicketTransferred
+from smeline.webchat import events as chat_events
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +144,220 @@ class Route(Generic[M]):
 
 _TICKET = (ticket_assignee, ticket_supervisors)
 
-ROUTES: Mapping[str, Route[Any]] = {
+
+# -- web chat: the socket contract's own payloads (docs/realtime.md) --------------------
+
+
+class Push(NamedTuple):
+    """One socket.io emit: ``event`` with ``data`` to ``rooms`` of ``namespace``."""
+
+    namespace: str
+    rooms: list[str]
+    event: str
+    data: dict[str, Any]
+
+
+class ChatFacts(NamedTuple):
+    routing_reason: str
+    created_at: datetime
+    agent_name: str | None
+
+
+class ChatQueue(NamedTuple):
+    """A window's chat queue: the waiting chats, first in line first."""
+
+    chat_ids: list[int]
+    longest_wait_seconds: int
+
+
+class ChatLookups(Protocol):
+    """What the chat routes read (implemented over ``ChatService``,
+    ``smeline/webchat/socket.py``): payloads of the bus carry ids, the browsers
+    want names, queue counts and positions."""
+
+    async def user_name(self, user_id: int) -> str | None: ...
+
+    async def facts(self, chat_id: int) -> ChatFacts | None: ...
+
+    async def queue(self, window_code: str) -> ChatQueue: ...
+
+
+class NoChatLookups:
+    """Until the web-chat service is wired: names unknown, queues not pushed."""
+
+    async def user_name(self, user_id: int) -> str | None:
+        return None
+
+    async def facts(self, chat_id: int) -> ChatFacts | None:
+        return None
+
+    async def queue(self, window_code: str) -> ChatQueue:
+        return ChatQueue([], 0)
+
+
+CHAT_STATE = "chat.state"
+CHAT_QUEUE = "chat.queue"
+CHAT_TYPING = "chat.typing"
+
+
+def message_out(event: chat_events.ChatMessageEvent, sender_name: str | None) -> dict[str, Any]:
+    """The contract's MessageOut (``id`` is ``"<chat id>:<seq>"``: unique and
+    the same in the acknowledgement, the push and ``chat.fetch``)."""
+    return {
+        "id": f"{event.chat_id}:{event.seq}",
+        "seq": event.seq,
+        "chat_id": event.chat_id,
+        "sender_kind": event.sender_kind,
+        "sender_name": sender_name,
+        "body": event.body,
+        "client_id": event.client_id,
+        "created_at": event.created_at.isoformat(),
+    }
+
+
+def state_out(
+    chat_id: int, state: str, queue_position: int | None, agent_name: str | None
+) -> dict[str, Any]:
+    return {
+        "chat_id": chat_id,
+        "state": state,
+        "queue_position": queue_position,
+        "agent_name": agent_name,
+    }
+
+
+def _agent_target(agent_id: int | None) -> list[str]:
+    return [] if agent_id is None else [agent_room(agent_id)]
+
+
+def _supervisor_rooms(county: str | None) -> list[str]:
+    return [t.room for t in _supervisors_of_county(county)]
+
+
+async def queue_pushes(window_code: str, d: Directory, lookups: ChatLookups) -> list[Push]:
+    """A window's queue changed: its counts to the window's room and the
+    wallboards, and each waiting visitor their new place in line."""
+    queue = await lookups.queue(window_code)
+    counts = {
+        "window_code": window_code,
+        "waiting": len(queue.chat_ids),
+        "longest_wait_seconds": queue.longest_wait_seconds,
+    }
+    pushes = [
+        Push(AGENT_NAMESPACE, [window_room(window_code)], CHAT_QUEUE, counts),
+        Push(
+            SUPERVISOR_NAMESPACE,
+            _supervisor_rooms(d.county_of_window(window_code)),
+            CHAT_QUEUE,
+            counts,
+        ),
+    ]
+    for position, chat_id in enumerate(queue.chat_ids, start=1):
+        pushes.append(
+            Push(
+                VISITOR_NAMESPACE,
+                [chat_room(chat_id)],
+                CHAT_STATE,
+                state_out(chat_id, "queued", position, None),
+            )
+        )
+    return pushes
+
+
+async def chat_message(
+    e: chat_events.ChatMessageEvent, d: Directory, lookups: ChatLookups
+) -> list[Push]:
+    # The chat's visitor and its agent; never the window (other agents do not
+    # read the conversation) nor the wallboard.
+    name = await lookups.user_name(e.sender_user_id) if e.sender_user_id is not None else None
+    data = message_out(e, name)
+    return [
+        Push(VISITOR_NAMESPACE, [chat_room(e.chat_id)], chat_events.CHAT_MESSAGE, data),
+        Push(AGENT_NAMESPACE, _agent_target(e.agent_id), chat_events.CHAT_MESSAGE, data),
+    ]
+
+
+async def chat_assigned(
+    e: chat_events.ChatAssigned, d: Directory, lookups: ChatLookups
+) -> list[Push]:
+    facts = await lookups.facts(e.chat_id)
+    if facts is None:
+        return []
+    # The screen pop of a chat: the agent who got it, nobody else.
+    pop = {
+        "chat_id": e.chat_id,
+        "window_code": e.window_code,
+        "visitor_name": e.visitor_name,
+        "company": e.company,
+        "county_code": e.county_code,
+        "category_code": e.category_code,
+        "routing_reason": facts.routing_reason,
+        "created_at": facts.created_at.isoformat(),
+    }
+    pushes = [
+        Push(AGENT_NAMESPACE, [agent_room(e.agent_id)], chat_events.CHAT_ASSIGNED, pop),
+        Push(
+            VISITOR_NAMESPACE,
+            [chat_room(e.chat_id)],
+            CHAT_STATE,
+            state_out(e.chat_id, e.state, None, facts.agent_name),
+        ),
+    ]
+    if e.previous_agent_id is not None and e.previous_agent_id != e.agent_id:
+        # Transferred away: the previous agent's console drops the chat.
+        pushes.append(
+            Push(
+                AGENT_NAMESPACE,
+                [agent_room(e.previous_agent_id)],
+                chat_events.CHAT_ENDED,
+                {"chat_id": e.chat_id, "reason": "transferred"},
+            )
+        )
+    return pushes + await queue_pushes(e.window_code, d, lookups)
+
+
+async def chat_queued(e: chat_events.ChatQueued, d: Directory, lookups: ChatLookups) -> list[Push]:
+    # queue_pushes gives this visitor their place along with the others.
+    return await queue_pushes(e.window_code, d, lookups)
+
+
+async def chat_ended(e: chat_events.ChatEnded, d: Directory, lookups: ChatLookups) -> list[Push]:
+    ended = {"chat_id": e.chat_id, "reason": e.end_reason}
+    pushes = [
+        Push(
+            VISITOR_NAMESPACE,
+            [chat_room(e.chat_id)],
+            CHAT_STATE,
+            state_out(e.chat_id, e.state, None, None),
+        ),
+        Push(VISITOR_NAMESPACE, [chat_room(e.chat_id)], chat_events.CHAT_ENDED, ended),
+        Push(AGENT_NAMESPACE, _agent_target(e.agent_id), chat_events.CHAT_ENDED, ended),
+    ]
+    if e.agent_id is None:  # it left a queue
+        pushes += await queue_pushes(e.window_code, d, lookups)
+    return pushes
+
+
+E = TypeVar("E", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Relay(Generic[E]):
+    """A bus event the browsers hear in the socket contract's own shape
+    (web chat), rather than wrapped as a :class:`PushedEvent`."""
+
+    model: type[E]
+    render: Callable[[E, Directory, ChatLookups], Awaitable[Sequence[Push]]]
+
+    async def pushes(
+        self, payload: BaseModel, directory: Directory, lookups: ChatLookups
+    ) -> Sequence[Push]:
+        if not isinstance(payload, self.model):
+            raise TypeError(f"expected {self.model.__qualname__}, got {type(payload).__qualname__}")
+        return await self.render(payload, directory, lookups)
+
+
+ROUTES: Mapping[str, Route[Any] | Relay[Any]] = {
     # Queue picture: the window's agents and the supervisors.
     call_events.CALL_QUEUED: Route(call_events.CallQueued, (call_window, call_supervisors)),
     call_events.CALL_ABANDONED: Route(CallState, (call_window, call_supervisors)),
@@ -170,6 +387,13 @@ ROUTES: Mapping[str, Route[Any]] = {
     ticket_events.TICKET_COMMENTED: Route(ticket_events.TicketCommented, _TICKET),
     ticket_events.TICKET_SLA_WARNING: Route(ticket_events.TicketSlaEvent, _TICKET),
     ticket_events.TICKET_SLA_BREACHED: Route(ticket_events.TicketSlaEvent, _TICKET),
+    # Web chat: the conversation to its visitor and its agent only; the
+    # screen pop to the agent who got the chat; queue counts to the window
+    # and the wallboards.
+    chat_events.CHAT_MESSAGE: Relay(chat_events.ChatMessageEvent, chat_message),
+    chat_events.CHAT_ASSIGNED: Relay(chat_events.ChatAssigned, chat_assigned),
+    chat_events.CHAT_QUEUED: Relay(chat_events.ChatQueued, chat_queued),
+    chat_events.CHAT_ENDED: Relay(chat_events.ChatEnded, chat_ended),
 }
 
 LocalEmit = Callable[[str, dict[str, Any], str, list[str]], Awaitable[None]]
@@ -185,11 +409,13 @@ class Bridge:
         bus: EventBus,
         directory: Directory,
         emit_local: LocalEmit,
-        routes: Mapping[str, Route[Any]] = ROUTES,
+        routes: Mapping[str, Route[Any] | Relay[Any]] = ROUTES,
+        chat_lookups: ChatLookups | None = None,
     ) -> None:
         self._bus = bus
         self._directory = directory
         self._emit_local = emit_local
+        self._chat_lookups: ChatLookups = chat_lookups or NoChatLookups()
         # Only events this deployment registers (a part may be absent).
         known = set(bus.registry.names())
         self._routes = {name: route for name, route in routes.items() if name in known}
@@ -198,6 +424,9 @@ class Bridge:
             if not issubclass(registered, route.model):
                 raise TypeError(f"route for {name!r} expects {route.model.__qualname__}")
         self._unsubscribe: Callable[[], None] | None = None
+
+    def set_chat_lookups(self, lookups: ChatLookups) -> None:
+        self._chat_lookups = lookups
 
     def start(self) -> None:
         if self._unsubscribe is None:
@@ -211,6 +440,12 @@ class Bridge:
     async def on_event(self, envelope: Envelope) -> None:
         route = self._routes.get(envelope.name)
         if route is None:
+            return
+        if isinstance(route, Relay):
+            payload = envelope.parsed(self._bus.registry)
+            for push in await route.pushes(payload, self._directory, self._chat_lookups):
+                if push.rooms:  # an empty list would be socket.io's "everyone"
+                    await self._emit_local(push.event, push.data, push.namespace, push.rooms)
             return
         targets = route.targets(envelope.parsed(self._bus.registry), self._directory)
         if not targets:

@@ -21,12 +21,17 @@ these functions on the same facts, so they cannot disagree. Definitions
   on the agent's leg (talk + hold, plus after-call work when it is recorded);
   talk time when the handle time is unknown.
 * **Overflowed in**: answered calls whose first queue was another window's.
+* A **chat** counts for the window whose queue held it last (a chat transferred
+  to another window counts there); it is **answered** once an agent took it.
+* **Handled** by an agent = calls they answered + chats they hold or held
+  (the last agent of a transferred chat).
+* **Contacts** (trends) = calls that reached a queue + chats.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
@@ -215,3 +220,94 @@ def contacts_by(calls: Iterable[CallFacts], attribute: str) -> dict[str, int]:
         if call.queued:
             counts[getattr(call, attribute) or ""] += 1
     return dict(counts)
+
+
+# -- web chat ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChatFacts:
+    """What a figure needs of one chat."""
+
+    started_at: datetime
+    window: str  # the window whose queue holds (or held) it last
+    answered: bool  # an agent took it
+    agent_user_id: int | None = None  # the agent who holds or held it last
+    county_code: str | None = None
+    category_code: str | None = None
+
+
+@dataclass(slots=True)
+class ChatFigures:
+    window: str
+    chats: int = 0
+    answered: int = 0
+
+
+def chat_figures(chats: Iterable[ChatFacts], windows: Iterable[str] = ()) -> dict[str, ChatFigures]:
+    """Per window; ``windows`` are listed even with no chats."""
+    out: dict[str, ChatFigures] = {w: ChatFigures(w) for w in windows}
+    for chat in chats:
+        figures = out.get(chat.window)
+        if figures is None:
+            figures = out[chat.window] = ChatFigures(chat.window)
+        figures.chats += 1
+        if chat.answered:
+            figures.answered += 1
+    return out
+
+
+def chat_total(figures: Mapping[str, ChatFigures], name: str = "all") -> ChatFigures:
+    whole = ChatFigures(name)
+    for one in figures.values():
+        whole.chats += one.chats
+        whole.answered += one.answered
+    return whole
+
+
+def agent_chats(chats: Iterable[ChatFacts]) -> dict[int, int]:
+    """Chats answered, by the agent who holds or held them last."""
+    counts: Counter[int] = Counter()
+    for chat in chats:
+        if chat.answered and chat.agent_user_id is not None:
+            counts[chat.agent_user_id] += 1
+    return dict(counts)
+
+
+def handled(calls: AgentFigures | None, chats: int) -> int:
+    """An agent's contacts handled: calls answered + chats answered."""
+    return (calls.answered if calls is not None else 0) + chats
+
+
+# -- trends (calls and chats together) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Trends:
+    by_hour: tuple[int, ...]  # 24 local hours
+    by_category: dict[str, int]
+    by_county: dict[str, int]
+
+
+def contact_trends(
+    calls: Iterable[CallFacts],
+    chats: Iterable[ChatFacts],
+    tz: tzinfo,
+    windows: Collection[str] | None = None,
+) -> Trends:
+    """Contacts (calls that reached a queue, and chats) by local hour, category
+    and county; ``windows`` keeps only the contacts counted for those windows."""
+    queued = [c for c in calls if c.queued and (windows is None or c.window in windows)]
+    kept = [c for c in chats if windows is None or c.window in windows]
+    hours = contacts_by_hour(queued, tz)
+    by_category = Counter(contacts_by(queued, "category_code"))
+    by_county = Counter(contacts_by(queued, "county_code"))
+    for chat in kept:
+        hours[chat.started_at.astimezone(tz).hour] += 1
+        by_category[chat.category_code or ""] += 1
+        by_county[chat.county_code or ""] += 1
+    return Trends(
+        by_hour=tuple(hours[h] for h in range(24)),
+        by_category=dict(by_category),
+        by_county=dict(by_county),
+    )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import select
@@ -11,13 +12,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from smeline.stats.figures import (
     AgentFigures,
     CallFacts,
+    ChatFacts,
+    ChatFigures,
     FigureRules,
+    Trends,
     WindowFigures,
+    agent_chats,
     agent_figures,
+    chat_figures,
+    contact_trends,
     window_figures,
 )
 from smeline.telephony.models import CallRecord
 from smeline.ticketing.calendar import BUSINESS_TZ
+from smeline.webchat.models import Chat
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -33,6 +41,15 @@ class PeriodFigures:
     windows: dict[str, WindowFigures]
     agents: dict[int, AgentFigures]
     calls: tuple[CallFacts, ...]
+    chats: tuple[ChatFacts, ...] = ()
+    chat_windows: dict[str, ChatFigures] = field(default_factory=dict)
+    # chats answered, by the agent who holds or held them last
+    chat_agents: dict[int, int] = field(default_factory=dict)
+
+    def trends(self, windows: Collection[str] | None = None) -> Trends:
+        """Contacts by Beijing hour, category and county (``windows``: only
+        the contacts counted for those windows)."""
+        return contact_trends(self.calls, self.chats, BUSINESS_TZ, windows)
 
 
 class FiguresService:
@@ -84,16 +101,45 @@ class FiguresService:
             for row in rows
         ]
 
+    async def chat_facts(self, start: datetime, end: datetime) -> list[ChatFacts]:
+        """Web chats that started in [start, end)."""
+        query = select(
+            Chat.created_at,
+            Chat.window_code,
+            Chat.assigned_at,
+            Chat.agent_id,
+            Chat.county_code,
+            Chat.category_code,
+        ).where(Chat.created_at >= start, Chat.created_at < end)
+        async with self._sessionmaker() as db:
+            rows = (await db.execute(query)).all()
+        return [
+            ChatFacts(
+                started_at=row.created_at,
+                window=row.window_code,
+                answered=row.assigned_at is not None,
+                # a chat given back to the queue has no agent until the next one takes it
+                agent_user_id=row.agent_id if row.assigned_at is not None else None,
+                county_code=row.county_code,
+                category_code=row.category_code,
+            )
+            for row in rows
+        ]
+
     async def period(
         self, start: datetime, end: datetime, windows: tuple[str, ...] = ()
     ) -> PeriodFigures:
         calls = await self.call_facts(start, end)
+        chats = await self.chat_facts(start, end)
         return PeriodFigures(
             start=start,
             end=end,
             windows=window_figures(calls, self.rules, windows),
             agents=agent_figures(calls),
             calls=tuple(calls),
+            chats=tuple(chats),
+            chat_windows=chat_figures(chats, windows),
+            chat_agents=agent_chats(chats),
         )
 
     async def day(self, day: date, windows: tuple[str, ...] = ()) -> PeriodFigures:

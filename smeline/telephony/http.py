@@ -30,6 +30,7 @@ from smeline.auth.middleware import principal_of
 from smeline.auth.models import Role, User
 from smeline.auth.permissions import Permission, Principal
 from smeline.config import Settings
+from smeline.contacts.setup import CONTACTS
 from smeline.db import utcnow
 from smeline.errors import Forbidden, NotFound, ValidationFailed, field_error
 from smeline.telephony.actions import SpyMode
@@ -279,6 +280,10 @@ async def agent_state(request: web.Request) -> web.StreamResponse:
     p = principal_of(request)
     p.require(Permission.TELEPHONY_AGENT)
     data = await parse_body(request, StateIn)
+    if data.action == "ready":
+        # Before the next contact, the wrap-up of the last (docs/wrapup.md).
+        contacts = request.app[CONTACTS]
+        await contacts.ensure_free(p.user_id, now=contacts.now())
     status = await _telephony(request).agents.act(
         p.user_id, AgentAction(data.action), reason=data.reason
     )

@@ -27,10 +27,19 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    SQLColumnExpression,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -157,6 +166,27 @@ class PostedMessage:
     sender_name: str | None
 
 
+class AssignGuard(Protocol):
+    """Who may not take a chat now (the wrap-up rule of ``smeline/contacts``)."""
+
+    def seat_condition(
+        self, window_code: str, user_id: SQLColumnExpression[int], now: datetime
+    ) -> ColumnElement[bool] | None:
+        """SQL on the claim's candidate seats; None: no restriction in this window."""
+
+    async def ensure_free(self, user_id: int, *, now: datetime) -> None:
+        """Raise (409) when ``user_id`` may not take a chat now."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSnapshot:
+    """A window's chat queue: the waiting chats, first in line first."""
+
+    window_code: str
+    chat_ids: list[int]
+    oldest_created_at: datetime | None
+
+
 @dataclass(frozen=True, slots=True)
 class Seat:
     user_id: int
@@ -217,6 +247,8 @@ class ChatService:
         bind = sessionmaker.kw.get("bind")
         self._sqlite = bind is not None and bind.dialect.name == "sqlite"
         self._sqlite_lock = asyncio.Lock()
+        #: Set by the wiring (``smeline/contacts``): agents owing a wrap-up take no chat.
+        self.assign_guard: AssignGuard | None = None
 
     def now(self) -> datetime:
         return self.clock()
@@ -298,6 +330,26 @@ class ChatService:
         if user_id is None:
             return None
         return await db.scalar(select(User.display_name).where(User.id == user_id))
+
+    async def display_name(self, user_id: int) -> str | None:
+        async with self._sessionmaker() as db:
+            return await self._display_name(db, user_id)
+
+    async def queue_snapshot(self, window_code: str) -> QueueSnapshot:
+        """The live queue of a window, for the socket layer's counts and positions."""
+        async with self._sessionmaker() as db:
+            rows = (
+                await db.execute(
+                    select(Chat.id, Chat.created_at)
+                    .where(Chat.state == _QUEUED, Chat.window_code == window_code)
+                    .order_by(Chat.created_at, Chat.id)
+                )
+            ).all()
+        return QueueSnapshot(
+            window_code=window_code,
+            chat_ids=[row.id for row in rows],
+            oldest_created_at=rows[0].created_at if rows else None,
+        )
 
     async def queue_position(self, db: AsyncSession, chat: Chat) -> int | None:
         if chat.state != _QUEUED:
@@ -1094,6 +1146,11 @@ class ChatService:
             .scalar_subquery()
         )
         capacity = func.coalesce(ChatAgent.capacity, self.options.capacity)
+        guard = (
+            self.assign_guard.seat_condition(window_code, ChatAgent.user_id, now)
+            if self.assign_guard is not None
+            else None
+        )
         for _attempt in range(5):
             events = _Events()
             async with self._serial(), self._sessionmaker() as db, db.begin():
@@ -1105,6 +1162,7 @@ class ChatService:
                         User.active.is_(True),
                         ChatAgent.connections > 0,
                         active < capacity,
+                        *([guard] if guard is not None else []),
                     )
                     .order_by(ChatAgent.last_chat_at.asc().nulls_first(), ChatAgent.user_id)
                     .limit(1)
@@ -1230,6 +1288,8 @@ class ChatService:
         """The agent takes a queued chat of their scope (the claim, by hand)."""
         async with self._sessionmaker() as db:
             await self._scoped(db, p, chat_id)
+        if self.assign_guard is not None:
+            await self.assign_guard.ensure_free(p.user_id, now=now)
         events = _Events()
         async with self._serial(), self._sessionmaker() as db, db.begin():
             await self._lock_seat_with_room(db, p.user_id)  # agent first, then chat

@@ -6,6 +6,7 @@ import type { SessionStore } from './session'
 import ChangePasswordView from './views/ChangePasswordView.vue'
 import ConsoleView from './views/ConsoleView.vue'
 import LoginView from './views/LoginView.vue'
+import { WALLBOARD_ROLES } from './roles'
 
 export const BASE = '/console/'
 
@@ -16,6 +17,8 @@ export function createConsoleRouter(session: SessionStore, history: RouterHistor
       { path: '/', name: 'console', component: ConsoleView },
       { path: '/login', name: 'login', component: LoginView },
       { path: '/password', name: 'password', component: ChangePasswordView },
+      // Its own chunk: ECharts and the wallboard load only for supervisors.
+      { path: '/wallboard', name: 'wallboard', component: () => import('./views/WallboardView.vue') },
       { path: '/:rest(.*)*', redirect: '/' },
     ],
   })
@@ -29,6 +32,7 @@ export function createConsoleRouter(session: SessionStore, history: RouterHistor
     if (!user) return to.name === 'login' ? true : { name: 'login' }
     if (user.must_change_password) return to.name === 'password' ? true : { name: 'password' }
     if (to.name === 'login' || to.name === 'password') return { name: 'console' }
+    if (to.name === 'wallboard' && !WALLBOARD_ROLES.has(user.role)) return { name: 'console' }
     return true
   })
   return router

@@ -4,7 +4,9 @@ import { createMemoryHistory, createRouter } from 'vue-router'
 
 import type { Health } from '../src/api'
 import TelephonyBanner from '../src/components/TelephonyBanner.vue'
+import { LIVE_KEY } from '../src/live/provide'
 import ConsoleView from '../src/views/ConsoleView.vue'
+import { FakeSocket } from './fakeSocket'
 import { AGENT, provideSession, sessionOn } from './helpers'
 
 const health = (telephony: Health['telephony']): Health => ({
@@ -40,7 +42,15 @@ describe('the console without telephony', () => {
     })
     session.setUser({ ...AGENT })
     const router = createRouter({ history: createMemoryHistory(), routes: [{ path: '/', name: 'console', component: ConsoleView }] })
-    const wrapper = mount(ConsoleView, { global: { ...provideSession(session), plugins: [router] } })
+    const sockets: string[] = []
+    const live = (namespace: string) => {
+      sockets.push(namespace)
+      return new FakeSocket()
+    }
+    const { provide } = provideSession(session)
+    const wrapper = mount(ConsoleView, {
+      global: { provide: { ...provide, [LIVE_KEY as symbol]: live }, plugins: [router] },
+    })
     await flushPromises()
     expect(wrapper.find('[data-test="telephony-not-configured"]').text()).toContain('电话功能未配置')
     expect(wrapper.find('[data-test="top-bar-who"]').text()).toContain('兴宁坐席一')
@@ -49,8 +59,17 @@ describe('the console without telephony', () => {
     expect(wrapper.find('[data-test="softphone-status"]').text()).toBe('电话功能未配置')
     expect(wrapper.find('[data-test="my-tickets"]').text()).toContain('暂无待办工单')
     expect(wrapper.find('[data-test="kb-empty"]').text()).toContain('知识库尚未接入')
+    // Web chat works without telephony: the agent's socket and the chat desk.
+    expect(sockets).toEqual(['/agent'])
+    expect(wrapper.find('[data-test="chat-panel"]').exists()).toBe(true)
     // No phone call is attempted: no agent status, no telephony status.
-    expect(calls.map((c) => c.path.split('?')[0]).sort()).toEqual(['/api/health', '/api/tickets'])
+    expect([...new Set(calls.map((c) => c.path.split('?')[0]))].sort()).toEqual([
+      '/api/chats',
+      '/api/contacts/wrapups/pending',
+      '/api/health',
+      '/api/tickets',
+      '/api/webchat/canned-replies',
+    ])
     wrapper.unmount()
   })
 })

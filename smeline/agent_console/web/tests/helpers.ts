@@ -13,7 +13,7 @@ export interface Recorded {
 export type Reply = { status: number; body?: unknown } | (() => never)
 export type Routes = Record<string, Reply | ((call: Recorded) => Reply)>
 
-/** `routes` keyed "METHOD /path" (the path without its query); unknown routes answer 404. */
+/** `routes` keyed "METHOD /path" (the path without its query or origin); unknown routes answer 404. */
 export function fakeServer(routes: Routes): {
   fetch: (input: string, init?: RequestInit) => Promise<Response>
   calls: Recorded[]
@@ -25,7 +25,9 @@ export function fakeServer(routes: Routes): {
     const body = typeof init.body === 'string' ? (JSON.parse(init.body) as unknown) : undefined
     const call: Recorded = { method, path: input, headers, body }
     calls.push(call)
-    const route = routes[`${method} ${input.split('?')[0] ?? input}`]
+    // Keyed by path: a call to another origin (the portal widget's) drops it.
+    const path = input.replace(/^https?:\/\/[^/]+/, '').split('?')[0] ?? input
+    const route = routes[`${method} ${path}`]
     const reply = typeof route === 'function' ? (route as (c: Recorded) => Reply)(call) : route
     if (reply === undefined) return json(404, { error: { id: 'not_found', message: 'Not Found' } })
     if (typeof reply === 'function') return reply()
