@@ -34,6 +34,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -81,6 +82,10 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -88,7 +93,9 @@ class Server:
         return 0.0
 
 
-def start_server(db_url: str, workdir: Path, redis_url: str | None, capacity: int) -> Server:
+def start_server(
+    db_url: str, workdir: Path, redis_url: str | None, capacity: int, profile: Path | None = None
+) -> Server:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMELINE_")}
     env.update(
@@ -107,10 +114,14 @@ def start_server(db_url: str, workdir: Path, redis_url: str | None, capacity: in
     )
     if redis_url:
         env["SMELINE_REDIS_URL"] = redis_url
+    module = "smeline.cli"
+    if profile is not None:
+        module = "bench.profiled_serve"
+        env["SMELINE_BENCH_PROFILE"] = str(profile)
     output = workdir / f"serve-{port}.out"
     with output.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "smeline.cli", "serve", "--no-migrate"],
+            [sys.executable, "-m", module, "serve", "--no-migrate"],
             cwd=workdir,
             env=env,
             stdout=sink,
@@ -307,7 +318,8 @@ async def run(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     redis_url = args.redis if args.processes > 1 else None
     capacity = max(1, -(-args.chats // args.agents)) + 2  # windows get agents unevenly
-    servers = [start_server(db_url, workdir, redis_url, capacity)]
+    profile = workdir / "profile.txt" if args.profile else None
+    servers = [start_server(db_url, workdir, redis_url, capacity, profile)]
     result: dict[str, Any] = {
         "run_id": run_id,
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
@@ -499,6 +511,9 @@ async def measure(
             await asyncio.sleep(0.5)  # the arrival interval, not a wait for a result
 
     churner = asyncio.create_task(churn())
+    cpu0 = [srv.cpu_s() for srv in servers]
+    if args.profile:
+        servers[0].proc.send_signal(signal.SIGUSR1)
     start = time.perf_counter()
     due = start
     n = 0
@@ -517,6 +532,10 @@ async def measure(
         await asyncio.gather(*send_tasks)
     sending_done = True
     await churner
+    send_s = time.perf_counter() - start
+    cpu1 = [srv.cpu_s() for srv in servers]
+    if args.profile:
+        servers[0].proc.send_signal(signal.SIGUSR2)
     # Every acknowledged message should reach its agent: wait for the last ones (10 s at most).
     expected = len(sent) - errors
     if len(received.keys() & sent.keys()) < expected:
@@ -541,6 +560,10 @@ async def measure(
         "rss_connected_mb": [round(r, 1) for r in rss1],
         "rss_after_chat_mb": [round(r, 1) for r in rss2],
         "kb_per_connection": round(per_conn_kb, 1),
+        "server_cores_while_sending": [
+            round((b - a) / send_s, 2) for a, b in zip(cpu0, cpu1, strict=True)
+        ],
+        "server_cpu_ms_per_message": round(1000 * (sum(cpu1) - sum(cpu0)) / max(len(sent), 1), 2),
         "messages_sent": len(sent),
         "messages_delivered": len(latencies),
         "send_errors": errors,
@@ -567,6 +590,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pg", default=DEFAULT_PG)
     p.add_argument("--seed", type=int, default=20261202)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument(
+        "--profile", action="store_true", help="pyinstrument the first server while sending"
+    )
     return p.parse_args(argv)
 
 

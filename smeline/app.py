@@ -277,7 +277,10 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     for table in route_tables:
         table.register(app)
     app.router.add_get("/api/openapi.json", openapi_handler)
-    add_console_routes(app)
+    # A SIP WebSocket outside the console's own origin (SMELINE_WEBRTC_WS_URL)
+    # must be in the console's CSP connect-src, or JsSIP cannot connect to it.
+    sip_ws = settings.webrtc_ws_url
+    add_console_routes(app, connect_sources=[sip_ws] if sip_ws else [])
     app[keys.OPENAPI_DOCUMENT] = build_openapi(app[keys.API_SPECS])
     install_realtime(app, realtime, realtime_bridge)
 

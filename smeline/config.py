@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from datetime import time
 from pathlib import Path
 from typing import Any, Literal
@@ -178,6 +179,16 @@ class Settings(BaseSettings):
     realtime_max_event_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
     realtime_session_check_seconds: float = Field(default=5.0, gt=0, le=300)
     realtime_channel: str = Field(default="smeline:socketio", min_length=1, max_length=100)
+
+    @field_validator("webrtc_ws_url")
+    @classmethod
+    def _ws_url(cls, value: str | None) -> str | None:
+        # It also goes into the console's Content-Security-Policy (connect-src).
+        if value is not None and not re.fullmatch(
+            r"wss?://[A-Za-z0-9.\-\[\]:]{1,300}(?:/[A-Za-z0-9._~/-]*)?", value
+        ):
+            raise ValueError(f"{value!r} is not a WebSocket URL like wss://pbx.example.cn/ws")
+        return value
 
     @field_validator("realtime_allowed_origins")
     @classmethod

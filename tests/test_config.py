@@ -41,3 +41,11 @@ def test_bad_values_are_refused_with_the_field_named(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("SMELINE_SLA_WARNING_RATIO", "1.5")
     with pytest.raises(ValidationError, match="sla_warning_ratio"):
         load_settings()
+    monkeypatch.delenv("SMELINE_SLA_WARNING_RATIO")
+    # the softphone's WebSocket also goes into the console's CSP: a plain ws(s) URL only
+    for bad in ("https://pbx.example.cn/ws", "wss://pbx.example.cn/ws?x=1", "wss://a b/ws"):
+        monkeypatch.setenv("SMELINE_WEBRTC_WS_URL", bad)
+        with pytest.raises(ValidationError, match="webrtc_ws_url"):
+            load_settings()
+    monkeypatch.setenv("SMELINE_WEBRTC_WS_URL", "wss://pbx.example.cn:8089/ws")
+    assert load_settings().webrtc_ws_url == "wss://pbx.example.cn:8089/ws"

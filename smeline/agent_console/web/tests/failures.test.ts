@@ -44,6 +44,12 @@ describe('softphone failures become messages the agent can act on', () => {
     )
   })
 
+  it('a 403 on REGISTER (JsSIP cause "Rejected") says the registrar refused the extension', () => {
+    const p = describeFailure({ kind: 'registrationFailed', cause: 'Rejected' }, WSS)
+    expect(p?.kind).toBe('registrationRefused')
+    expect(p?.message).toBe('分机注册被电话服务器拒绝')
+  })
+
   it('"WebRTC Error" on answer (Chrome refused a non-webrtc endpoint, JsSIP sent 488) is a misconfigured extension', () => {
     const p = describeFailure({ kind: 'sessionFailed', cause: 'WebRTC Error', answering: true }, WSS)
     expect(p?.message).toBe('座席分机配置错误，无法接通')

@@ -135,6 +135,9 @@ export const zhCN = {
   'phone.unmute': '取消静音',
   'phone.dtmf': '拨号键盘',
   'phone.unknownCaller': '未知号码',
+  'phone.loadingSettings': '正在获取分机设置…',
+  'phone.settingsFailed': '无法获取分机设置，电话无法呼入',
+  'phone.settingsFailedHint': '请刷新页面重试；持续失败请联系管理员（{detail}）。',
 
   'phone.error.certificate': '证书不受信任或无法连接电话服务器',
   'phone.error.certificateHint': '请在新标签页中打开 {url} ，接受证书后回到此页刷新；若仍失败，请联系管理员检查网络。',
@@ -144,6 +147,8 @@ export const zhCN = {
   'phone.error.registrationLostHint': '请检查网络后刷新页面；持续失败请联系管理员。',
   'phone.error.authentication': '分机注册被拒绝（账号或密码错误）',
   'phone.error.authenticationHint': '请联系管理员重新下发分机设置。',
+  'phone.error.registrationRefused': '分机注册被电话服务器拒绝',
+  'phone.error.registrationRefusedHint': '该分机已被停用或不允许从此处登录，请联系管理员。',
   'phone.error.extensionMisconfigured': '座席分机配置错误，无法接通',
   'phone.error.extensionMisconfiguredHint': '交换机上的座席分机不是 WebRTC 配置（需要 webrtc=yes）。来电会转给其他坐席，请立即联系管理员。',
   'phone.error.connectionLost': '与电话服务器的连接中断',

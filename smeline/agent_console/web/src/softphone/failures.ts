@@ -52,6 +52,7 @@ export type ProblemKind =
   | 'noMicrophone'
   | 'registrationLost'
   | 'authentication'
+  | 'registrationRefused'
   | 'extensionMisconfigured'
   | 'connectionLost'
   | 'callFailed'
@@ -91,6 +92,15 @@ export function describeFailure(failure: PhoneFailure, wssUrl: string): PhonePro
     case 'registrationFailed':
       if (failure.cause === CAUSES.AUTHENTICATION_ERROR) {
         return problem('authentication', t('phone.error.authentication'), t('phone.error.authenticationHint'))
+      }
+      // 403 / 603: the server knows the account and refuses it (disabled
+      // endpoint, an ACL): retrying will not help.
+      if (failure.cause === CAUSES.REJECTED) {
+        return problem(
+          'registrationRefused',
+          t('phone.error.registrationRefused'),
+          t('phone.error.registrationRefusedHint'),
+        )
       }
       return problem('registrationLost', t('phone.error.registrationLost'), t('phone.error.registrationLostHint'))
     case 'unregistered':

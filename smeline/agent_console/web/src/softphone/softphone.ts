@@ -16,6 +16,8 @@ export interface SoftphoneSettings {
   wssUrl?: string | null
   /** sip:agent-12@pbx.example */
   sipUri: string
+  /** The digest user name when it differs from the URI's user (Asterisk: the auth section's username). */
+  authorizationUser?: string
   password: string
   displayName?: string
   /** Empty by default: no public STUN (blocked in China; makes answering wait). */
@@ -72,6 +74,7 @@ export class Softphone {
     return {
       sockets: [new JsSIP.WebSocketInterface(this.wssUrl)],
       uri: this.settings.sipUri,
+      authorization_user: this.settings.authorizationUser,
       password: this.settings.password,
       display_name: this.settings.displayName,
       register: true,
