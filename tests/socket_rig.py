@@ -7,9 +7,16 @@ from typing import Any
 
 import pytest
 import socketio  # type: ignore[import-untyped]
+from aiohttp.test_utils import TestClient
 
+from smeline import keys
+from smeline.bus import EventBus
 from smeline.realtime.events import SocketError
-from tests.conftest import Actor
+from smeline.realtime.server import Realtime
+from smeline.realtime.setup import REALTIME
+from smeline.webchat.services import ChatService
+from smeline.webchat.setup import CHAT_SERVICE
+from tests.conftest import Actor, Api
 
 
 @dataclass
@@ -135,3 +142,27 @@ class Sockets:
                 await sock.client.disconnect()
             if sock.client.eio.http is not None and not sock.client.eio.http.closed:
                 await sock.client.eio.http.close()
+
+
+@dataclass
+class Service:
+    """A running app (aiohttp's test server) and its API helper."""
+
+    client: TestClient[Any, Any]
+    api: Api
+
+    @property
+    def url(self) -> str:
+        return str(self.client.server.make_url("/"))
+
+    @property
+    def realtime(self) -> Realtime:
+        return self.client.server.app[REALTIME]
+
+    @property
+    def bus(self) -> EventBus:
+        return self.client.server.app[keys.BUS]
+
+    @property
+    def chat(self) -> ChatService:
+        return self.client.server.app[CHAT_SERVICE]

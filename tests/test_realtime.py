@@ -16,45 +16,23 @@ from uuid import uuid4
 import asyncpg
 import pytest
 import socketio  # type: ignore[import-untyped]
-from aiohttp.test_utils import TestClient
 from pydantic import BaseModel, ConfigDict, Field
 
-from smeline import keys
 from smeline.app import create_app
-from smeline.bus import EventBus
 from smeline.config import Settings
 from smeline.realtime.events import PushedEvent
 from smeline.realtime.server import Realtime, SocketContext
-from smeline.realtime.setup import REALTIME
 from smeline.telephony import events as call_events
 from smeline.telephony.phones import interface_of
 from smeline.ticketing import events as ticket_events
 from tests.conftest import REDIS_URL, Api, make_settings
 from tests.polling import until
-from tests.socket_rig import Sock, Sockets
+from tests.socket_rig import Service, Sock, Sockets
 
 AppFactory = Callable[..., Any]
 
 
 # --- the service --------------------------------------------------------------------------
-
-
-@dataclass
-class Service:
-    client: TestClient[Any, Any]
-    api: Api
-
-    @property
-    def url(self) -> str:
-        return str(self.client.server.make_url("/"))
-
-    @property
-    def realtime(self) -> Realtime:
-        return self.client.server.app[REALTIME]
-
-    @property
-    def bus(self) -> EventBus:
-        return self.client.server.app[keys.BUS]
 
 
 @dataclass(frozen=True)

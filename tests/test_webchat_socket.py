@@ -11,21 +11,16 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from smeline import keys
 from smeline.app import create_app
 from smeline.realtime.rooms import AGENT_NAMESPACE, VISITOR_NAMESPACE, agent_room, chat_room
 from smeline.realtime.server import Realtime
-from smeline.realtime.setup import REALTIME
-from smeline.webchat.services import ChatService
-from smeline.webchat.setup import CHAT_SERVICE
 from smeline.webchat.socket import (
     ChatAssignedOut,
     ChatEndedOut,
@@ -38,7 +33,7 @@ from smeline.webchat.socket import (
 )
 from tests.conftest import REDIS_URL, Actor, Api, make_settings
 from tests.polling import until, until_async
-from tests.socket_rig import Sock, Sockets
+from tests.socket_rig import Service, Sock, Sockets
 
 WORKDAY = datetime(2025, 3, 12, 2, 0, tzinfo=UTC)  # 10:00 in Meizhou, a Wednesday
 XINGNING_IP = "198.51.100.70"  # the example range of 兴宁
@@ -47,24 +42,6 @@ XINGNING_IP = "198.51.100.70"  # the example range of 兴宁
 def running_from(base: datetime) -> Callable[[], datetime]:
     started = time.monotonic()
     return lambda: base + timedelta(seconds=time.monotonic() - started)
-
-
-@dataclass
-class Service:
-    client: TestClient[Any, Any]
-    api: Api
-
-    @property
-    def url(self) -> str:
-        return str(self.client.server.make_url("/"))
-
-    @property
-    def chat(self) -> ChatService:
-        return self.client.server.app[CHAT_SERVICE]
-
-    @property
-    def realtime(self) -> Realtime:
-        return self.client.server.app[REALTIME]
 
 
 async def start_service(

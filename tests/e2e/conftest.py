@@ -28,6 +28,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -37,6 +38,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -48,7 +50,7 @@ import pytest
 from tests.conftest import PG_ADMIN, STRONG_PASSWORD, _db_url
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Page, Playwright
+    from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route
 
 REPO = Path(__file__).resolve().parents[2]
 DIST = REPO / "smeline" / "agent_console" / "web" / "dist"
@@ -119,8 +121,75 @@ def _healthy(base_url: str) -> bool:
         return False
 
 
+# --- the portal --------------------------------------------------------------------------------
+
+
+@dataclass
+class Portal:
+    """A portal of the platform on an origin of its own (another port of the
+    loopback): one static page embedding the chat widget with its one script
+    tag, as docs/widget.md tells portals to. Its origin is in the server's
+    ``realtime_allowed_origins``."""
+
+    port: int
+    smeline_url: str = ""  # set once the server runs: the widget's data-smeline
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def netloc(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def page(self) -> bytes:
+        return (
+            '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+            "<title>梅州市中小企业公共服务平台</title></head><body>"
+            "<h1>梅州市中小企业公共服务平台</h1><p>政策申报 · 融资服务 · 在线咨询</p>"
+            f'<script src="{self.smeline_url}/widget/chat.js"'
+            f' data-smeline="{self.smeline_url}" async></script>'
+            "</body></html>"
+        ).encode()
+
+
+def _portal_handler(portal: Portal) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] not in ("/", "/index.html"):
+                self.send_error(404)
+                return
+            body = portal.page()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # no access log on the test output
+
+    return Handler
+
+
 @pytest.fixture(scope="package")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def portal() -> Iterator[Portal]:
+    found = Portal(port=0)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _portal_handler(found))
+    found.port = int(httpd.server_address[1])
+    thread = threading.Thread(target=httpd.serve_forever, name="e2e-portal", daemon=True)
+    thread.start()
+    try:
+        yield found
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="package")
+def server(tmp_path_factory: pytest.TempPathFactory, portal: Portal) -> Iterator[Server]:
     if not (DIST / "index.html").is_file():
         pytest.skip(
             f"the console is not built ({DIST.relative_to(REPO)}/index.html): run scripts/build-web"
@@ -146,6 +215,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         # The browser reaches the server from the loopback, which is the trusted
         # proxy: the visitor's context sets X-Forwarded-For (docs/webchat.md).
         SMELINE_CHAT_TRUSTED_PROXIES='["127.0.0.1/32", "::1/128"]',
+        # The portal page embedding the widget (its socket.io and REST calls
+        # come from that origin: docs/widget.md, cross-origin).
+        SMELINE_REALTIME_ALLOWED_ORIGINS=json.dumps([portal.base_url]),
     )
     output = workdir / "serve.out"
     with output.open("wb") as sink:
@@ -172,6 +244,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         admin = re.search(r"First administrator:\s*(\S+)", printed)
         password = re.search(r"One-time password:\s*(\S+)", printed)
         assert admin and password, f"no first administrator printed:\n{printed}"
+        portal.smeline_url = base_url
         yield Server(base_url, database_url, admin.group(1), password.group(1), output)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -409,17 +482,16 @@ class Person:
         finally:
             self.context.set_offline(False)
 
-    def foreign_requests(self) -> list[str]:
-        """Requests to anything but the service itself (data: and blob: URLs
-        never leave the browser)."""
+    def foreign_requests(self, *also: str) -> list[str]:
+        """Requests to anything but the service itself and the hosts ``also``
+        names (the portal's, for the visitor); data: and blob: URLs never
+        leave the browser."""
+        allowed = {self.server.netloc, *also}
         return [
             url
             for url in self.requests
             if urlsplit(url).scheme not in ("data", "blob")
-            and (
-                urlsplit(url).scheme not in ("http", "ws")
-                or urlsplit(url).netloc != self.server.netloc
-            )
+            and (urlsplit(url).scheme not in ("http", "ws") or urlsplit(url).netloc not in allowed)
         ]
 
 
@@ -432,7 +504,18 @@ class People:
         self._server = server
         self.everyone: list[Person] = []
 
-    def new(self, name: str, *, headers: dict[str, str] | None = None) -> Person:
+    def new(
+        self,
+        name: str,
+        *,
+        headers: dict[str, str] | None = None,
+        forwarded_for: str | None = None,
+    ) -> Person:
+        """``headers`` go with every request of the context. ``forwarded_for``
+        puts ``X-Forwarded-For`` on the requests to the service only, below the
+        page: the widget's cross-origin calls from a portal page would otherwise
+        carry a header the CORS preflight does not allow (the real proxy adds it
+        after the browser, where CORS does not look)."""
         context = self._browser.new_context(
             locale="zh-CN",
             timezone_id="Asia/Shanghai",
@@ -440,6 +523,13 @@ class People:
             extra_http_headers=headers or {},
         )
         context.set_default_timeout(UI_TIMEOUT_MS)
+        if forwarded_for is not None:
+            address = forwarded_for
+
+            def forward(route: Route) -> None:
+                route.continue_(headers={**route.request.headers, "x-forwarded-for": address})
+
+            context.route(self._server.url("/api/**"), forward)
         page = context.new_page()
         person = Person(name, self._server, context, page)
         context.on("request", lambda request: person.requests.append(request.url))

@@ -6,61 +6,18 @@
 import { flushPromises, mount } from '@vue/test-utils'
 import { beforeEach, describe, expect, it, vi } from 'vitest'
 
+import { FakeSession, type FakeUA } from './fakeJssip'
+
 import type { PhoneSettingsResponse } from '../src/softphone/settings'
 import { provideSession, sessionOn, type Routes } from './helpers'
 
-type Listener = (...args: unknown[]) => void
-
-class Emitter {
-  private readonly listeners = new Map<string, Listener[]>()
-  on(event: string, listener: Listener): this {
-    this.listeners.set(event, [...(this.listeners.get(event) ?? []), listener])
-    return this
-  }
-  emit(event: string, ...args: unknown[]): void {
-    for (const l of this.listeners.get(event) ?? []) l(...args)
-  }
-}
-
-class FakeSession extends Emitter {
-  remote_identity = { display_name: 'sipp', uri: { user: 'sipp' } }
-  answer = vi.fn()
-  terminate = vi.fn()
-  sendDTMF = vi.fn()
-  hold = vi.fn(() => true)
-  unhold = vi.fn(() => true)
-  mute = vi.fn()
-  unmute = vi.fn()
-}
-
 const fake = vi.hoisted(() => ({ uas: [] as unknown[], sockets: [] as string[] }))
-
-vi.mock('jssip', () => {
-  class UA extends Emitter {
-    configuration: unknown
-    start = vi.fn()
-    stop = vi.fn()
-    constructor(configuration: unknown) {
-      super()
-      this.configuration = configuration
-      fake.uas.push(this)
-    }
-  }
-  class WebSocketInterface {
-    url: string
-    constructor(url: string) {
-      this.url = url
-      fake.sockets.push(url)
-    }
-  }
-  return { UA, WebSocketInterface, C: { DTMF_TRANSPORT: { INFO: 'INFO', RFC2833: 'RFC2833' } } }
-})
+vi.mock('jssip', async () => (await import('./fakeJssip')).fakeJssip(fake))
 
 // Imported after the mock is set up (the classes above must exist first).
 const { default: SoftphonePanel } = await import('../src/components/SoftphonePanel.vue')
 const { toSoftphoneSettings } = await import('../src/softphone/settings')
 
-type FakeUA = Emitter & { configuration: Record<string, unknown>; start: ReturnType<typeof vi.fn>; stop: ReturnType<typeof vi.fn> }
 const lastUA = (): FakeUA => fake.uas[fake.uas.length - 1] as FakeUA
 
 const PHONE: PhoneSettingsResponse = {

@@ -2,56 +2,13 @@
 // boundary ('jssip'). The SIP-over-WebSocket end-to-end test is separate.
 import { beforeEach, describe, expect, it, vi } from 'vitest'
 
-type Listener = (...args: unknown[]) => void
-
-class Emitter {
-  private readonly listeners = new Map<string, Listener[]>()
-  on(event: string, listener: Listener): this {
-    this.listeners.set(event, [...(this.listeners.get(event) ?? []), listener])
-    return this
-  }
-  emit(event: string, ...args: unknown[]): void {
-    for (const l of this.listeners.get(event) ?? []) l(...args)
-  }
-}
-
-class FakeSession extends Emitter {
-  remote_identity = { display_name: '', uri: { user: '13800001234' } }
-  answer = vi.fn()
-  terminate = vi.fn()
-  sendDTMF = vi.fn()
-  hold = vi.fn(() => true)
-  unhold = vi.fn(() => true)
-  mute = vi.fn()
-  unmute = vi.fn()
-}
+import { FakeSession, type FakeUA } from './fakeJssip'
 
 const fake = vi.hoisted(() => ({ uas: [] as unknown[], sockets: [] as string[] }))
-
-vi.mock('jssip', () => {
-  class UA extends Emitter {
-    configuration: unknown
-    start = vi.fn()
-    stop = vi.fn()
-    constructor(configuration: unknown) {
-      super()
-      this.configuration = configuration
-      fake.uas.push(this)
-    }
-  }
-  class WebSocketInterface {
-    url: string
-    constructor(url: string) {
-      this.url = url
-      fake.sockets.push(url)
-    }
-  }
-  return { UA, WebSocketInterface, C: { DTMF_TRANSPORT: { INFO: 'INFO', RFC2833: 'RFC2833' } } }
-})
+vi.mock('jssip', async () => (await import('./fakeJssip')).fakeJssip(fake))
 
 const { Softphone, defaultWssUrl } = await import('../src/softphone/softphone')
 
-type FakeUA = Emitter & { configuration: Record<string, unknown>; start: ReturnType<typeof vi.fn>; stop: ReturnType<typeof vi.fn> }
 const lastUA = (): FakeUA => fake.uas[fake.uas.length - 1] as FakeUA
 
 const SETTINGS = { sipUri: 'sip:agent-7@pbx.example', password: 'x'.repeat(32), displayName: '兴宁坐席一' }
@@ -67,7 +24,7 @@ function startedPhone(iceServers?: RTCIceServer[]) {
 }
 
 function ring(ua: FakeUA): FakeSession {
-  const session = new FakeSession()
+  const session = new FakeSession('13800001234', '')
   ua.emit('newRTCSession', { originator: 'remote', session, request: {} })
   return session
 }
