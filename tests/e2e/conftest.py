@@ -19,6 +19,7 @@ Screenshots of every step land in ``var/e2e-artifacts/<test>/`` (README.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -34,7 +35,7 @@ import urllib.error
 import urllib.request
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -188,16 +189,22 @@ def portal() -> Iterator[Portal]:
         thread.join(timeout=5)
 
 
-@pytest.fixture(scope="package")
-def server(tmp_path_factory: pytest.TempPathFactory, portal: Portal) -> Iterator[Server]:
-    if not (DIST / "index.html").is_file():
-        pytest.skip(
-            f"the console is not built ({DIST.relative_to(REPO)}/index.html): run scripts/build-web"
-        )
-    name = f"smeline_e2e_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+@contextlib.contextmanager
+def serving(
+    workdir: Path,
+    name: str,
+    *,
+    run: Callable[[Coroutine[Any, Any, None]], Any] = asyncio.run,
+    **settings: str,
+) -> Iterator[Server]:
+    """``smeline serve`` as a process of its own on a free port, against a
+    fresh database ``name`` (dropped at the end), with these ``SMELINE_*``
+    settings on top of the tests' own (cheap argon2, logs to a file).
+    ``run`` runs the database set-up (a loop of the caller's where one is
+    already running in this thread, as with Playwright's sync API)."""
+    run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    run(_pg(f'CREATE DATABASE "{name}"'))
     database_url = _db_url(name)
-    workdir = tmp_path_factory.mktemp("e2e-server")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMELINE_")}
     env.update(
@@ -209,16 +216,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, portal: Portal) -> Iterator
         SMELINE_LOG_TO_STDERR="false",
         SMELINE_ARGON2_TIME_COST="1",
         SMELINE_ARGON2_MEMORY_KIB="64",
-        # Windows open around the clock, so routing does not depend on when the
-        # tests run; tests that chat also mark today a working day (Staff.open_today).
-        SMELINE_BUSINESS_HOURS='[["00:00", "23:59:59"]]',
-        # The browser reaches the server from the loopback, which is the trusted
-        # proxy: the visitor's context sets X-Forwarded-For (docs/webchat.md).
-        SMELINE_CHAT_TRUSTED_PROXIES='["127.0.0.1/32", "::1/128"]',
-        # The portal page embedding the widget (its socket.io and REST calls
-        # come from that origin: docs/widget.md, cross-origin).
-        SMELINE_REALTIME_ALLOWED_ORIGINS=json.dumps([portal.base_url]),
     )
+    env.update({f"SMELINE_{key.upper()}": value for key, value in settings.items()})
     output = workdir / "serve.out"
     with output.open("wb") as sink:
         proc = subprocess.Popen(
@@ -244,7 +243,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, portal: Portal) -> Iterator
         admin = re.search(r"First administrator:\s*(\S+)", printed)
         password = re.search(r"One-time password:\s*(\S+)", printed)
         assert admin and password, f"no first administrator printed:\n{printed}"
-        portal.smeline_url = base_url
         yield Server(base_url, database_url, admin.group(1), password.group(1), output)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -253,7 +251,30 @@ def server(tmp_path_factory: pytest.TempPathFactory, portal: Portal) -> Iterator
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="package")
+def server(tmp_path_factory: pytest.TempPathFactory, portal: Portal) -> Iterator[Server]:
+    if not (DIST / "index.html").is_file():
+        pytest.skip(
+            f"the console is not built ({DIST.relative_to(REPO)}/index.html): run scripts/build-web"
+        )
+    with serving(
+        tmp_path_factory.mktemp("e2e-server"),
+        f"smeline_e2e_{os.getpid()}_{uuid.uuid4().hex[:6]}",
+        # Windows open around the clock, so routing does not depend on when the
+        # tests run; tests that chat also mark today a working day (Staff.open_today).
+        business_hours='[["00:00", "23:59:59"]]',
+        # The browser reaches the server from the loopback, which is the trusted
+        # proxy: the visitor's context sets X-Forwarded-For (docs/webchat.md).
+        chat_trusted_proxies='["127.0.0.1/32", "::1/128"]',
+        # The portal page embedding the widget (its socket.io and REST calls
+        # come from that origin: docs/widget.md, cross-origin).
+        realtime_allowed_origins=json.dumps([portal.base_url]),
+    ) as running:
+        portal.smeline_url = running.base_url
+        yield running
 
 
 # --- staff accounts through the API ------------------------------------------------------------

@@ -19,9 +19,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
@@ -30,22 +27,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from tests.asterisk_double.ami_server import AmiDouble
-from tests.conftest import _db_url
 from tests.e2e.conftest import (
     CHROMIUM,
     CHROMIUM_ARGS,
-    REPO,
-    SERVER_START_SECONDS,
     Actor,
     People,
     Person,
     Server,
     Shots,
     Staff,
-    _free_port,
-    _healthy,
-    _pg,
     catalogue,
+    serving,
     until,
 )
 from tests.sip_ws_peer import PLAIN_OFFER, Call, SipWsPeer
@@ -122,72 +114,30 @@ def rig(playwright: Playwright, tmp_path_factory: pytest.TempPathFactory) -> Ite
     peer = SipWsPeer()
     background.run(ami.start())
     background.run(peer.start())
-    name = f"smeline_e2e_phone_{os.getpid()}"
-    background.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    background.run(_pg(f'CREATE DATABASE "{name}"'))
-    database_url = _db_url(name)
-    workdir = tmp_path_factory.mktemp("e2e-phone-server")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SMELINE_")}
-    env.update(
-        PYTHONPATH=str(REPO),
-        SMELINE_DATABASE_URL=database_url,
-        SMELINE_HOST="127.0.0.1",
-        SMELINE_PORT=str(port),
-        SMELINE_LOG_DIR=str(workdir / "log"),
-        SMELINE_LOG_TO_STDERR="false",
-        SMELINE_ARGON2_TIME_COST="1",
-        SMELINE_ARGON2_MEMORY_KIB="64",
-        # Telephony configured: the AMI double, no FastAGI port of our own.
-        SMELINE_AMI_HOST="127.0.0.1",
-        SMELINE_AMI_PORT=str(ami.port),
-        SMELINE_AMI_USERNAME=ami.username,
-        SMELINE_AMI_SECRET=ami.secret,
-        SMELINE_AGI_PORT="0",
-        # The agents' SIP WebSocket: the peer (plain ws on the loopback).
-        SMELINE_WEBRTC_WS_URL=peer.url,
-    )
-    output = workdir / "serve.out"
-    with output.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "smeline.cli", "serve"],
-            cwd=workdir,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base_url = f"http://127.0.0.1:{port}"
     browser = None
     try:
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"smeline serve exited:\n{output.read_text()[-3000:]}")
-            return _healthy(base_url)
-
-        until(ready, within=SERVER_START_SECONDS, what="smeline serve answering /api/health")
-        printed = output.read_text()
-        admin = re.search(r"First administrator:\s*(\S+)", printed)
-        password = re.search(r"One-time password:\s*(\S+)", printed)
-        assert admin and password, printed
-        server = Server(base_url, database_url, admin.group(1), password.group(1), output)
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *MEDIA_ARGS]
-        )
-        yield Rig(background, ami, peer, server, Staff(server), browser)
+        with serving(
+            tmp_path_factory.mktemp("e2e-phone-server"),
+            f"smeline_e2e_phone_{os.getpid()}",
+            run=background.run,
+            # Telephony configured: the AMI double, no FastAGI port of our own.
+            ami_host="127.0.0.1",
+            ami_port=str(ami.port),
+            ami_username=ami.username,
+            ami_secret=ami.secret,
+            agi_port="0",
+            # The agents' SIP WebSocket: the peer (plain ws on the loopback).
+            webrtc_ws_url=peer.url,
+        ) as server:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *MEDIA_ARGS]
+            )
+            yield Rig(background, ami, peer, server, Staff(server), browser)
     finally:
         if browser is not None:
             browser.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         background.run(peer.stop())
         background.run(ami.stop())
-        background.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         background.close()
 
 
