@@ -203,6 +203,8 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     contacts = build_contacts(
         settings, sessionmaker=sessionmaker, reference=reference, tickets=tickets, chat=chat
     )
+    # ... nor leave after-call work when its time is up (docs/wrapup.md)
+    telephony.agents.ready_guard = contacts
     console_loss = PauseOnConsoleLoss(
         agents=telephony.agents,
         configured=lambda: telephony.configured,

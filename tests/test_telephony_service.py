@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from smeline.bus import Envelope, EventRegistry, InProcessBus
 from smeline.db import make_engine, make_sessionmaker
+from smeline.errors import Conflict
 from smeline.reference.services import ReferenceService
 from smeline.telephony import events as telephony_events
 from smeline.telephony.agents import AgentAction, AgentService, AgentState
@@ -251,3 +253,32 @@ async def test_an_autopause_by_asterisk_is_kept_after_a_reconnect(rig: Rig) -> N
     await rig.double.drop_connections()
     await until(lambda: rig.service.rebuilds > rebuilds)
     assert rig.member("meijiang").paused  # not undone by the reconciliation
+
+
+class OwedWrapup:
+    """Stands in for the contacts service: the agent owes a wrap-up until told."""
+
+    def __init__(self) -> None:
+        self.owed = True
+        self.asked = 0
+
+    async def ensure_free(self, user_id: int, *, now: datetime) -> None:
+        self.asked += 1
+        if self.owed:
+            raise Conflict("Record the wrap-up first", error_id="wrapup_required")
+
+
+async def test_after_call_work_outlasts_its_time_while_a_wrap_up_is_owed(rig: Rig) -> None:
+    guard = OwedWrapup()
+    rig.agents.ready_guard = guard
+    await rig.agents.login(rig.user_id, window_code="meijiang", interface=AGENT, member_name="a")
+    await rig.agents.act(rig.user_id, AgentAction.WRAPUP)
+    # wrapup_seconds=1: the timer fires, asks, and the agent stays paused
+    await until(lambda: guard.asked >= 1, within=5)
+    assert (await rig.agents.status(rig.user_id)).state is AgentState.WRAPUP  # type: ignore[union-attr]
+    assert await _queue_status_paused(rig) == "1"
+    # the wrap-up is written: after-call work ends at once
+    guard.owed = False
+    await rig.agents.wrapup_recorded(rig.user_id)
+    assert (await rig.agents.status(rig.user_id)).state is AgentState.READY  # type: ignore[union-attr]
+    assert await _queue_status_paused(rig) == "0"

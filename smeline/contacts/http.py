@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from smeline import keys
 from smeline.api import ApiRoutes, json_ok, parse_body
 from smeline.auth.middleware import principal_of
 from smeline.contacts.schemas import (
@@ -38,6 +39,8 @@ async def record_wrapup(request: web.Request) -> web.StreamResponse:
     data = await parse_body(request, WrapupIn)
     svc = _svc(request)
     wrapup = await svc.record(p, data, now=svc.now())
+    # After-call work held only by this wrap-up ends now.
+    await request.app[keys.TELEPHONY].agents.wrapup_recorded(p.user_id)
     return json_ok(
         WrapupOut(
             id=wrapup.id,

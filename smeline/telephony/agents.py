@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -109,6 +109,11 @@ class AgentStatus:
     applied: bool  # False: Asterisk could not be told now; it will be on reconnect
 
 
+class ReadyGuard(Protocol):
+    async def ensure_free(self, user_id: int, *, now: datetime) -> None:
+        """Raise (an ApiError) while the agent may not take the next contact."""
+
+
 class AgentService:
     def __init__(
         self,
@@ -123,6 +128,9 @@ class AgentService:
         self._now = now
         self.wrapup_seconds = wrapup_seconds
         self._timers: dict[int, asyncio.TimerHandle] = {}
+        #: Asked before after-call work ends on its own: an agent who owes a
+        #: required wrap-up stays paused (docs/wrapup.md). Set by the app.
+        self.ready_guard: ReadyGuard | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         # interface → user id of the logged-in agents: AMI events of other
         # interfaces never cost a database query. Refreshed now and then for
@@ -297,10 +305,28 @@ class AgentService:
     async def _end_wrapup(self, user_id: int) -> None:
         try:
             status = await self.status(user_id)
-            if status is not None and status.state is AgentState.WRAPUP:
-                await self.act(user_id, AgentAction.READY)
+            if status is None or status.state is not AgentState.WRAPUP:
+                return
+            if self.ready_guard is not None:
+                try:
+                    await self.ready_guard.ensure_free(user_id, now=self._now())
+                except ApiError as owed:
+                    # The time is up but the wrap-up is not written: the agent
+                    # stays in after-call work (paused) until it is.
+                    logger.info(
+                        "agent user_id=%s stays in after-call work: %s", user_id, owed.error_id
+                    )
+                    return
+            await self.act(user_id, AgentAction.READY)
         except Exception:
             logger.exception("ending after-call work failed for user_id=%s", user_id)
+
+    async def wrapup_recorded(self, user_id: int) -> None:
+        """The agent wrote a wrap-up: after-call work whose time is up ends now
+        (while its time runs, the timer ends it)."""
+        if user_id in self._timers or self._ami is None:
+            return
+        await self._end_wrapup(user_id)
 
     async def load_logged_in(self) -> None:
         async with self._sessionmaker() as db:
