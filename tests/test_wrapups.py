@@ -367,6 +367,13 @@ async def test_an_agent_owing_a_wrapup_gets_no_new_chat_until_it_is_in(desk: Api
     colleague = await desk.user("agent", window_code="xingning")
     status, body = await desk.call("POST", f"/api/chats/{waiting['chat_id']}/accept", colleague)
     assert status == 200, body
+    # Nor can the chat be handed over to them.
+    before = await row_counts(desk)
+    handover = {"to_user_id": agent.id}
+    url = f"/api/chats/{waiting['chat_id']}/transfer"
+    status, body = await desk.call("POST", url, colleague, json=handover)
+    assert status == 409 and body["error"]["id"] == "wrapup_required", body
+    assert await row_counts(desk) == before
     # Once the wrap-up is in, the next waiting chat is theirs.
     third = await start_chat(desk, name="张先生")
     assert third["state"] == "queued"

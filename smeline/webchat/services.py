@@ -1393,6 +1393,9 @@ class ChatService:
                     "Unknown window",
                     details=[field_error("window_code", "unknown", "no such window")],
                 )
+        if target is not None and self.assign_guard is not None:
+            # An agent who owes a wrap-up takes no new contact, handed over or not.
+            await self.assign_guard.ensure_free(target.id, now=now)
         events = _Events()
         async with self._serial(), self._sessionmaker() as db, db.begin():
             if target is not None:
