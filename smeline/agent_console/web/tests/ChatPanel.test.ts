@@ -49,6 +49,28 @@ const DETAIL = {
   last_seq: 0,
 }
 
+const SCREEN_POP = {
+  phone: '13800000000',
+  kind: 'mobile',
+  is_meizhou: true,
+  county_code: '441481',
+  county_source: 'profile',
+  enterprise: null,
+  member: null,
+  calls: [
+    { linkedid: '1700000000.9', started_at: '2026-11-30T02:00:00Z', outcome: 'answered', window: 'xingning', agent_name: '兴宁坐席二', wait_seconds: 12, talk_seconds: 95, joint: false, ticket_ref: 'K7Q2' },
+  ],
+  chats: [
+    // The chat on screen itself is not its own history.
+    { id: 5, created_at: '2026-12-02T01:59:00Z', state: 'assigned', window_code: 'xingning', category_code: 'financing' },
+    { id: 2, created_at: '2026-11-28T03:00:00Z', state: 'ended', window_code: 'xingning', category_code: 'legal' },
+  ],
+  tickets: [
+    { id: 4, number: 'MZ2026100009', subject: '商标咨询', status: 'closed' },
+    { id: 3, number: 'MZ2026110001', subject: '贷款贴息咨询', status: 'in_progress' },
+  ],
+}
+
 const QUEUED = { ...DETAIL, id: 6, visitor_name: '李先生', state: 'queued', agent_id: null }
 
 function chats(queued: unknown[] = []) {
@@ -62,7 +84,7 @@ function setUp(extra: Routes = {}, pending: unknown[] = []) {
     'GET /api/webchat/canned-replies': { status: 200, body: { items: [{ id: 1, window_code: null, title: '问候', body: '您好，请问有什么可以帮您？' }] } },
     'GET /api/contacts/wrapups/pending': () => ({ status: 200, body: { items: owed } }),
     'GET /api/chats/5': { status: 200, body: DETAIL },
-    'GET /api/tickets': { status: 200, body: { items: [{ id: 3, number: 'MZ2026110001', subject: '贷款贴息咨询', status: 'in_progress' }], next_cursor: null } },
+    'GET /api/screen-pop': { status: 200, body: SCREEN_POP },
     ...extra,
   }
   const server = fakeServer(routes)
@@ -79,7 +101,7 @@ async function assign(socket: FakeSocket): Promise<void> {
 }
 
 describe('the chat panel', () => {
-  it('pops who is writing to the agent it was assigned to, with their work orders and an honest empty chat history', async () => {
+  it('pops who is writing to the agent it was assigned to, with their calls, chats and work orders (open first)', async () => {
     const { wrapper, socket, desk, calls } = setUp()
     await desk.start()
     socket.open()
@@ -90,9 +112,18 @@ describe('the chat panel', () => {
     expect(pop.find('[data-test="pop-county"]').text()).toBe('兴宁市')
     expect(pop.find('[data-test="pop-category"]').text()).toBe('融资担保')
     expect(pop.find('[data-test="pop-reason"]').text()).toBe('按 IP 地址识别')
-    expect(pop.find('[data-test="pop-history"]').text()).toContain('MZ2026110001')
-    expect(pop.find('[data-test="pop-chats-empty"]').text()).toContain('接口尚未提供')
-    expect(calls.find((c) => c.path.startsWith('/api/tickets?'))?.path).toContain('q=13800000000')
+    expect(pop.findAll('[data-test="pop-ticket"]').map((w) => w.text().split(' · ')[0])).toEqual(['MZ2026110001', 'MZ2026100009'])
+    expect(pop.find('[data-test="pop-ticket"]').classes()).toContain('hist__item--open')
+    const pastCall = pop.find('[data-test="pop-call"]').text()
+    expect(pastCall).toContain('兴宁市')
+    expect(pastCall).toContain('已接听')
+    expect(pastCall).toContain('兴宁坐席二')
+    expect(pastCall).toContain('工单 K7Q2')
+    expect(pop.findAll('[data-test="pop-chat"]')).toHaveLength(1)
+    expect(pop.find('[data-test="pop-chat"]').text()).toContain('法律维权')
+    expect(pop.find('[data-test="pop-chat"]').text()).toContain('已结束')
+    expect(calls.filter((c) => c.path.startsWith('/api/screen-pop?')).map((c) => c.path)).toEqual(['/api/screen-pop?phone=13800000000'])
+    expect(calls.some((c) => c.path.startsWith('/api/tickets'))).toBe(false)
     expect(socket.sent('chat.fetch')).toContainEqual({ chat_id: 5, since: 0 })
     // The window's room, for its queue counts (rooms do not survive a reconnect).
     expect(socket.sent('window.join')).toEqual([{ window_code: 'xingning' }])
@@ -102,6 +133,37 @@ describe('the chat panel', () => {
     socket.drop()
     socket.open()
     expect(socket.sent('window.join')).toHaveLength(2)
+    wrapper.unmount()
+  })
+
+  it('says plainly when the chat has no phone, or a masked one, and asks nothing then', async () => {
+    for (const [phone, shown] of [
+      [null, 'pop-no-phone'],
+      ['', 'pop-no-phone'],
+      ['138****0000', 'pop-masked'],
+    ] as const) {
+      const { wrapper, socket, desk, calls } = setUp({ 'GET /api/chats/5': { status: 200, body: { ...DETAIL, phone } } })
+      await desk.start()
+      socket.open()
+      await assign(socket)
+      const history = wrapper.find('[data-test="pop-history"]')
+      expect(history.find(`[data-test="${shown}"]`).exists()).toBe(true)
+      expect(history.find('[data-test="pop-ticket"]').exists()).toBe(false)
+      expect(history.find('[data-test="pop-tickets-empty"]').exists()).toBe(false)
+      expect(calls.some((c) => c.path.startsWith('/api/screen-pop'))).toBe(false)
+      wrapper.unmount()
+    }
+  })
+
+  it('shows why the history could not be read instead of an empty one', async () => {
+    const { wrapper, socket, desk } = setUp({ 'GET /api/screen-pop': { status: 403, body: { error: { id: 'forbidden', message: 'Forbidden' } } } })
+    await desk.start()
+    socket.open()
+    await assign(socket)
+    const history = wrapper.find('[data-test="pop-history"]')
+    expect(history.find('[data-test="pop-error"]').text()).toContain('历史查询失败')
+    expect(history.find('[data-test="pop-error"]').text()).not.toContain('Forbidden')
+    expect(history.find('[data-test="pop-tickets-empty"]').exists()).toBe(false)
     wrapper.unmount()
   })
 

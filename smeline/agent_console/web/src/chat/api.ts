@@ -1,7 +1,7 @@
 // The web-chat REST endpoints the console uses (smeline/webchat/http.py,
 // docs/webchat.md). Everything but the conversation itself is REST: accept,
 // transfer, close, canned replies.
-import type { ApiClient, TicketPage } from '../api'
+import type { ApiClient } from '../api'
 import type { ChatState } from './types'
 
 export interface AgentChat {
@@ -66,11 +66,5 @@ export class ChatApi {
 
   cannedReplies(): Promise<{ items: CannedReply[] }> {
     return this.api.request('GET', '/api/webchat/canned-replies')
-  }
-
-  /** Work orders found by number, short reference or phone (the screen pop's history). */
-  ticketsMatching(q: string): Promise<TicketPage> {
-    const query = new URLSearchParams({ q, limit: '10' })
-    return this.api.request('GET', `/api/tickets?${query.toString()}`)
   }
 }

@@ -3,9 +3,10 @@
 // the /agent socket's chat events map to its actions here and nowhere else.
 import { reactive } from 'vue'
 
-import { ApiError, type ApiClient, type TicketSummary } from '../api'
+import { ApiError, type ApiClient } from '../api'
 import { ContactsApi, contactKey, type OpenedTicket, type PendingContact } from '../contacts/api'
 import { pushedPayload, request, type LiveSocket } from '../live/request'
+import { lookUpPhone, type PopLookup } from '../screenpop/api'
 import { ChatApi, type AgentChat, type CannedReply, type TransferTarget } from './api'
 import { Conversation, type ConversationOptions } from './conversation'
 import type { AssignedPush, ChatMessage, EndedPush, FetchResult, QueuePush, TypingPush } from './types'
@@ -18,8 +19,8 @@ export interface DeskChat {
   ended: boolean
   endReason: string | null
   unread: number
-  /** Work orders of the same phone, for the screen pop; null: not looked up. */
-  history: TicketSummary[] | null
+  /** The screen pop's history (/api/screen-pop?phone=…): previous calls, chats, work orders. */
+  history: PopLookup
 }
 
 export interface DeskState {
@@ -130,7 +131,7 @@ export function createChatDesk(api: ApiClient, socket: LiveSocket, options: Desk
       ended: detail !== null && (detail.state === 'ended' || detail.state === 'left_message'),
       endReason: detail?.end_reason ?? null,
       unread: 0,
-      history: null,
+      history: { status: 'loading' },
     })
     if (state.activeId === null) state.activeId = chatId
     // Through the reactive array, so that Vue sees what the conversation changes.
@@ -143,15 +144,10 @@ export function createChatDesk(api: ApiClient, socket: LiveSocket, options: Desk
   async function lookUpHistory(chat: DeskChat): Promise<void> {
     try {
       if (!chat.detail) chat.detail = await chats.get(chat.id)
-      const phone = chat.detail.phone
-      // A masked number (roles without phone_numbers) finds nothing worth showing.
-      if (!phone || phone.includes('*')) {
-        chat.history = []
-        return
-      }
-      chat.history = (await chats.ticketsMatching(phone)).items
-    } catch {
-      chat.history = []
+      // No phone, or a masked one (roles without phone_numbers): nothing to ask.
+      chat.history = await lookUpPhone(api, chat.detail.phone)
+    } catch (error) {
+      chat.history = { status: 'error', message: error instanceof ApiError ? error.message : String(error) }
     }
   }
 
