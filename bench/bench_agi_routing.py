@@ -63,6 +63,7 @@ from bench.bench_tickets import (
     sqlalchemy_url,
 )
 from smeline.db import make_engine, make_sessionmaker, utcnow
+from smeline.eventloop import run_on
 from smeline.migrate import upgrade_sync
 from smeline.reference.services import ReferenceService
 from smeline.routing.services import EXAMPLE_LANDLINE_PREFIXES
@@ -1268,11 +1269,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve:
-        from smeline.eventloop import new_event_loop
-
-        loop, _name = new_event_loop(args.loop)
-        with asyncio.Runner(loop_factory=lambda: loop) as runner:
-            runner.run(serve(args))
+        run_on(args.loop, serve(args))
         return 0
     run_id = time.strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -1280,11 +1277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.sched_setaffinity(0, {args.pin[1]})
     # The client runs on the same loop as the servers (--loop), so that the
     # load generator costs as little of the shared CPUs as it can.
-    from smeline.eventloop import new_event_loop
-
-    loop, _name = new_event_loop(args.loop)
-    with asyncio.Runner(loop_factory=lambda: loop) as runner:
-        result = runner.run(run(args, run_id))
+    result, _name = run_on(args.loop, run(args, run_id))
     if not args.seed_only:
         print_summary(result)
     path = args.out / f"bench_agi_routing-{run_id}.json"

@@ -64,7 +64,7 @@ from bench.bench_tickets import (
 )
 from smeline.bus import Envelope, EventRegistry, InProcessBus
 from smeline.db import make_engine, make_sessionmaker, utcnow
-from smeline.eventloop import new_event_loop
+from smeline.eventloop import run_on
 from smeline.migrate import upgrade_sync
 from smeline.reference import data as refdata
 from smeline.reference.services import ReferenceService
@@ -995,10 +995,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             log("(b) end to end over TCP")
             # On the loop `smeline serve` would use (SMELINE_EVENT_LOOP, --loop).
-            loop, loop_name = new_event_loop(args.loop)
+            result["end_to_end"], loop_name = run_on(args.loop, end_to_end(args, stream, path))
             log(f"    event loop: {loop_name}")
-            with asyncio.Runner(loop_factory=lambda: loop) as runner:
-                result["end_to_end"] = runner.run(end_to_end(args, stream, path))
             result["end_to_end"]["event_loop"] = loop_name
         finally:
             path.unlink(missing_ok=True)

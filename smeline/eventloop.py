@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Literal
+from collections.abc import Coroutine
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -31,3 +34,10 @@ def new_event_loop(kind: LoopKind) -> tuple[asyncio.AbstractEventLoop, str]:
         else:
             return uvloop.new_event_loop(), "uvloop"
     return asyncio.new_event_loop(), "asyncio"
+
+
+def run_on(kind: LoopKind, main: Coroutine[Any, Any, T]) -> tuple[T, str]:
+    """``asyncio.run(main)`` on a loop of ``kind``; the result and the loop's name."""
+    loop, name = new_event_loop(kind)
+    with asyncio.Runner(loop_factory=lambda: loop) as runner:
+        return runner.run(main), name

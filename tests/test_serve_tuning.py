@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from smeline.eventloop import new_event_loop
+from smeline.eventloop import new_event_loop, run_on
 
 
 def test_auto_picks_uvloop_when_installed_and_asyncio_on_request() -> None:
@@ -86,3 +86,11 @@ def test_the_serving_process_freezes_start_up_objects_and_raises_the_young_thres
     assert seen["before"][0] != seen["want"]
     assert seen["after"][0] == seen["want"]
     assert seen["frozen"] > 10_000
+
+
+def test_run_on_runs_a_coroutine_on_the_chosen_loop() -> None:
+    async def which() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    module, name = run_on("asyncio", which())
+    assert name == "asyncio" and module.startswith("asyncio")

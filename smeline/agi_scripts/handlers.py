@@ -24,12 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from smeline.agi_scripts.fastagi import AgiChannelDead, AgiSession, FastAgiServer
-from smeline.auth.models import Role, User
 from smeline.auth.permissions import Principal
+from smeline.auth.services import system_principal
 from smeline.masking import mask_phone
 from smeline.notifications.services import Outbox
 from smeline.prompts.catalogue import CATEGORY_MENU, COUNTY_MENU
@@ -137,34 +136,13 @@ def sms_to_caller(
 
 
 async def hotline_principal(sessionmaker: async_sessionmaker[AsyncSession]) -> Principal:
-    """The account work orders from the hotline IVR are created by.
-
-    A real row (work orders reference their creator), never able to log in:
-    inactive, with a password hash that matches nothing.
-    """
-    async with sessionmaker() as db, db.begin():
-        user = await db.scalar(select(User).where(User.username == HOTLINE_USERNAME))
-        if user is None:
-            user = User(
-                username=HOTLINE_USERNAME,
-                display_name=TEXTS["hotline_user"],
-                role=Role.AGENT.value,
-                window_code=CITY_WINDOW,
-                county_code="441400",
-                password_hash="!",  # not an argon2 hash: no password matches it
-                must_change_password=False,
-                active=False,
-            )
-            db.add(user)
-            await db.flush()
-        return Principal(
-            user_id=user.id,
-            username=user.username,
-            role=Role.AGENT,
-            county_code=user.county_code,
-            window_code=user.window_code,
-            session_id=0,
-        )
+    """The account work orders from the hotline IVR are created by."""
+    return await system_principal(
+        sessionmaker,
+        username=HOTLINE_USERNAME,
+        display_name=TEXTS["hotline_user"],
+        window_code=CITY_WINDOW,
+    )
 
 
 class HotlineIvr:

@@ -414,3 +414,39 @@ class UserService:
                 details=[field_error(field, "not_allowed")],
             )
         return None, None
+
+
+async def system_principal(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    username: str,
+    display_name: str,
+    window_code: str,
+) -> Principal:
+    """The account a channel's automatic work orders are created by (the
+    hotline IVR, web chat): a real row, since work orders reference their
+    creator, that can never log in — inactive, and a password hash that is not
+    an argon2 hash, so no password matches it. Created on first use."""
+    async with sessionmaker() as db, db.begin():
+        user = await db.scalar(select(User).where(User.username == username))
+        if user is None:
+            user = User(
+                username=username,
+                display_name=display_name,
+                role=Role.AGENT.value,
+                window_code=window_code,
+                county_code=CITY_CODE,
+                password_hash="!",
+                must_change_password=False,
+                active=False,
+            )
+            db.add(user)
+            await db.flush()
+        return Principal(
+            user_id=user.id,
+            username=user.username,
+            role=Role.AGENT,
+            county_code=user.county_code,
+            window_code=user.window_code,
+            session_id=0,
+        )

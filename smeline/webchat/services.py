@@ -47,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from smeline.auth.models import Role, User
 from smeline.auth.permissions import Permission, Principal
+from smeline.auth.services import system_principal
 from smeline.bus import EventBus
 from smeline.db import dialect_insert, utcnow
 from smeline.errors import (
@@ -338,6 +339,21 @@ class ChatService:
             ),
         )
         return message
+
+    async def _back_in_queue(
+        self, db: AsyncSession, chat: Chat, cause: str, events: _Events
+    ) -> None:
+        """A chat put (back) into its window's queue: tell who waits where."""
+        await db.flush()
+        events.add(
+            ev.CHAT_QUEUED,
+            ev.ChatQueued(
+                **_base(chat),
+                routing_reason=chat.routing_reason,
+                queue_position=await self.queue_position(db, chat) or 1,
+                cause=cause,
+            ),
+        )
 
     async def _locked_chat(self, db: AsyncSession, chat_id: int) -> Chat:
         chat = await db.scalar(_LOCK_CHAT, {"chat_id": chat_id})
@@ -791,32 +807,13 @@ class ChatService:
         return [(m, name) for m, name in rows], int(last_seq)
 
     async def _principal_for_tickets(self) -> Principal:
-        """The account work orders from web chat are created by: a real row,
-        never able to log in (inactive, a hash that matches no password)."""
-        if self._principal is not None:
-            return self._principal
-        async with self._sessionmaker() as db, db.begin():
-            user = await db.scalar(select(User).where(User.username == WEBCHAT_USERNAME))
-            if user is None:
-                user = User(
-                    username=WEBCHAT_USERNAME,
-                    display_name=TEXTS["chat_user"],
-                    role=Role.AGENT.value,
-                    window_code=CITY_WINDOW,
-                    county_code=CITY_CODE,
-                    password_hash="!",
-                    must_change_password=False,
-                    active=False,
-                )
-                db.add(user)
-                await db.flush()
-            self._principal = Principal(
-                user_id=user.id,
-                username=user.username,
-                role=Role.AGENT,
-                county_code=user.county_code,
-                window_code=user.window_code,
-                session_id=0,
+        """The account work orders from web chat are created by (never able to log in)."""
+        if self._principal is None:
+            self._principal = await system_principal(
+                self._sessionmaker,
+                username=WEBCHAT_USERNAME,
+                display_name=TEXTS["chat_user"],
+                window_code=CITY_WINDOW,
             )
         return self._principal
 
@@ -1278,16 +1275,7 @@ class ChatService:
                 chat.agent_id = None
                 chat.requeued += 1
                 await self._append(db, chat, SenderKind.SYSTEM, TEXTS["requeued"], now, events)
-                await db.flush()
-                events.add(
-                    ev.CHAT_QUEUED,
-                    ev.ChatQueued(
-                        **_base(chat),
-                        routing_reason=chat.routing_reason,
-                        queue_position=await self.queue_position(db, chat) or 1,
-                        cause="requeued",
-                    ),
-                )
+                await self._back_in_queue(db, chat, "requeued", events)
                 logger.info("chat %s re-queued: agent user_id=%s disconnected", chat.id, previous)
             waiting = await db.scalars(
                 select(Chat.window_code).where(Chat.state == _QUEUED).distinct()
@@ -1432,16 +1420,7 @@ class ChatService:
                     now,
                     events,
                 )
-                await db.flush()
-                events.add(
-                    ev.CHAT_QUEUED,
-                    ev.ChatQueued(
-                        **_base(chat),
-                        routing_reason=chat.routing_reason,
-                        queue_position=await self.queue_position(db, chat) or 1,
-                        cause="transferred",
-                    ),
-                )
+                await self._back_in_queue(db, chat, "transferred", events)
         await self._publish(events)
         logger.info(
             "chat %s transferred by user_id=%s to %s",
