@@ -114,9 +114,11 @@ def start_server(
     )
     if redis_url:
         env["SMELINE_REDIS_URL"] = redis_url
-    module = "smeline.cli"
+    # Instrumented serve: GC pauses inside the measurement window (SIGUSR1..2),
+    # and a pyinstrument profile when asked.
+    module = "bench.profiled_serve"
+    env["SMELINE_BENCH_GC"] = str(workdir / f"gc-{port}.json")
     if profile is not None:
-        module = "bench.profiled_serve"
         env["SMELINE_BENCH_PROFILE"] = str(profile)
     output = workdir / f"serve-{port}.out"
     with output.open("wb") as sink:
@@ -129,6 +131,18 @@ def start_server(
             start_new_session=True,
         )
     return Server(proc, port, output)
+
+
+async def read_gc_report(server: Server) -> dict[str, Any] | None:
+    """The server's GC pauses of the measurement window (bench/profiled_serve.py)."""
+    path = server.output.parent / f"gc-{server.port}.json"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size > 0:
+            report: dict[str, Any] = json.loads(path.read_text())
+            return report
+        await asyncio.sleep(0.1)  # poll interval while the server writes it
+    return None
 
 
 async def wait_healthy(session: aiohttp.ClientSession, server: Server) -> None:
@@ -512,8 +526,8 @@ async def measure(
 
     churner = asyncio.create_task(churn())
     cpu0 = [srv.cpu_s() for srv in servers]
-    if args.profile:
-        servers[0].proc.send_signal(signal.SIGUSR1)
+    for srv in servers:
+        srv.proc.send_signal(signal.SIGUSR1)
     start = time.perf_counter()
     due = start
     n = 0
@@ -534,8 +548,9 @@ async def measure(
     await churner
     send_s = time.perf_counter() - start
     cpu1 = [srv.cpu_s() for srv in servers]
-    if args.profile:
-        servers[0].proc.send_signal(signal.SIGUSR2)
+    for srv in servers:
+        srv.proc.send_signal(signal.SIGUSR2)
+    gc_reports = [await read_gc_report(srv) for srv in servers]
     # Every acknowledged message should reach its agent: wait for the last ones (10 s at most).
     expected = len(sent) - errors
     if len(received.keys() & sent.keys()) < expected:
@@ -573,6 +588,7 @@ async def measure(
         "wallboard_updates_received": len(fan),
         "fanout_p50_ms": round(percentile(fan, 50), 1),
         "fanout_p99_ms": round(percentile(fan, 99), 1),
+        "server_gc_while_sending": gc_reports,
     }
 
 

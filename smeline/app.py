@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from aiohttp import web
 
-from smeline import __version__, keys
+from smeline import __version__, gc_policy, keys
 from smeline.agent_console.static import add_console_routes
 from smeline.agi_scripts.setup import (
     agi_lifecycle,
@@ -30,6 +29,7 @@ from smeline.contacts.setup import install as install_contacts
 from smeline.db import make_engine, make_sessionmaker, utcnow
 from smeline.errors import error_middleware
 from smeline.expert_pool import http as expert_http
+from smeline.gc_policy import GC_YOUNG_THRESHOLD as GC_YOUNG_THRESHOLD
 from smeline.notifications import http as notification_http
 from smeline.notifications.dispatcher import Dispatcher
 from smeline.notifications.senders import build_senders
@@ -100,26 +100,12 @@ def event_registry() -> EventRegistry:
     return registry
 
 
-GC_YOUNG_THRESHOLD = 10_000
-
-
 def freeze_gc_after_startup(app: web.Application) -> None:
-    """Once everything long-lived is loaded (reference data, routing tables,
-    the segment database), move it out of the cyclic collector's sight: a
-    full collection over ~130,000 start-up objects paused every call for up
-    to ~120 ms (bench/RESULTS.md). Only for the serving process: tests build
-    many apps and would keep them all."""
-
-    async def freeze(_app: web.Application) -> None:
-        gc.collect()
-        gc.freeze()
-        # A young generation of 10,000 instead of 700 net allocations: most
-        # objects of a call or request are freed by reference counting before
-        # a collection would look at them. In the FastAGI bench at 1,000
-        # calls/s the collector's time went from 0.48 s to 0.06 s per 10 s.
-        gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
-
-    app.on_startup.append(freeze)
+    """The serving process's garbage-collector policy (``smeline/gc_policy.py``):
+    freeze what start-up loaded, refreeze long-lived objects every minute, one
+    full collection a night. Only for the serving process: tests build many
+    apps and would keep them all."""
+    gc_policy.install(app)
 
 
 def create_app(settings: Settings, *, background: bool = True) -> web.Application:

@@ -20,9 +20,10 @@ import os
 import re
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
 from typing import Any, Self
 from uuid import uuid4
@@ -113,6 +114,48 @@ class _Subscription:
     handler: EventHandler
     names: frozenset[str] | None
     active: bool = True
+    lane: LaneOf | None = None
+
+
+#: Which lane an event belongs to for a handler that may run concurrently:
+#: events of one lane reach the handler in order, lanes run side by side.
+LaneOf = Callable[["Envelope"], Hashable]
+
+# Events a reader may have in flight in lanes before it stops reading.
+MAX_IN_FLIGHT = 256
+
+
+class _Lanes:
+    """Concurrent dispatch for subscriptions that name a lane: each event runs
+    in its own task after the previous event of its lane has finished, at
+    most ``limit`` at a time (the reader waits for a free slot: back-pressure
+    instead of an unbounded backlog in memory)."""
+
+    def __init__(self, limit: int = MAX_IN_FLIGHT) -> None:
+        self._slots = asyncio.Semaphore(limit)
+        self._tails: dict[tuple[int, Hashable], asyncio.Task[None]] = {}
+
+    async def submit(
+        self, subscription: _Subscription, envelope: Envelope, run: Callable[[], Awaitable[None]]
+    ) -> asyncio.Task[None]:
+        assert subscription.lane is not None
+        key = (id(subscription), subscription.lane(envelope))
+        await self._slots.acquire()
+        previous = self._tails.get(key)
+
+        async def in_lane() -> None:
+            try:
+                if previous is not None:
+                    await asyncio.wait([previous])
+                await run()
+            finally:
+                self._slots.release()
+                if self._tails.get(key) is task:
+                    del self._tails[key]
+
+        task = asyncio.get_running_loop().create_task(in_lane(), name=f"bus-lane:{key[1]}")
+        self._tails[key] = task
+        return task
 
 
 class EventBus(ABC):
@@ -172,8 +215,18 @@ class EventBus(ABC):
         return envelope
 
     def subscribe(
-        self, handler: EventHandler, names: Iterable[str] | None = None
+        self,
+        handler: EventHandler,
+        names: Iterable[str] | None = None,
+        *,
+        lane: LaneOf | None = None,
     ) -> Callable[[], None]:
+        """``handler`` gets every event of ``names`` (all when None). With a
+        ``lane``, a bus that reads events from elsewhere (Redis) may run the
+        handler for events of different lanes at the same time, in order
+        within a lane; without one, events reach it one after another in the
+        order they were read. The in-process bus always runs handlers inside
+        ``publish``."""
         wanted: frozenset[str] | None = None
         if names is not None:
             # A bare string would silently subscribe to its characters.
@@ -182,7 +235,7 @@ class EventBus(ABC):
             wanted = frozenset(names)
             for name in wanted:
                 self.registry.model_for(name)  # typos fail here, not by silence later
-        subscription = _Subscription(handler, wanted)
+        subscription = _Subscription(handler, wanted, lane=lane)
         self._subscriptions.append(subscription)
 
         def unsubscribe() -> None:
@@ -215,29 +268,54 @@ class EventBus(ABC):
         if future is not None and not future.done():
             future.set_result(None)
 
-    async def _deliver(self, envelope: Envelope) -> None:
+    async def _deliver(self, envelope: Envelope, lanes: _Lanes | None = None) -> None:
+        """Every matching handler gets the event; with ``lanes``, the ones that
+        name a lane in their own tasks. The event counts as delivered
+        (``wait_idle``) once all of them are done."""
+        spawned: list[asyncio.Task[None]] = []
         try:
-            await self._dispatch(envelope)
+            spawned = await self._dispatch(envelope, lanes)
         finally:
-            self._settle(envelope.id)
+            if not spawned:
+                self._settle(envelope.id)
+            else:
+                done = asyncio.gather(*spawned, return_exceptions=True)
+                done.add_done_callback(lambda _f: self._settle(envelope.id))
 
-    async def _dispatch(self, envelope: Envelope) -> None:
+    async def _dispatch(
+        self, envelope: Envelope, lanes: _Lanes | None = None
+    ) -> list[asyncio.Task[None]]:
+        spawned: list[asyncio.Task[None]] = []
         # Iterate over a copy: handlers may subscribe or unsubscribe while we run.
         for subscription in list(self._subscriptions):
             if not subscription.active:
                 continue
             if subscription.names is not None and envelope.name not in subscription.names:
                 continue
-            try:
-                await subscription.handler(envelope)
-            except Exception:
-                # One broken consumer must not starve the others or fail the publisher.
-                logger.exception(
-                    "event handler %s failed on %s %s",
-                    getattr(subscription.handler, "__qualname__", repr(subscription.handler)),
-                    envelope.name,
-                    envelope.id,
+            if lanes is not None and subscription.lane is not None:
+                spawned.append(
+                    await lanes.submit(
+                        subscription, envelope, partial(self._call, subscription, envelope)
+                    )
                 )
+            else:
+                await self._call(subscription, envelope)
+        return spawned
+
+    @staticmethod
+    async def _call(subscription: _Subscription, envelope: Envelope) -> None:
+        if not subscription.active:
+            return
+        try:
+            await subscription.handler(envelope)
+        except Exception:
+            # One broken consumer must not starve the others or fail the publisher.
+            logger.exception(
+                "event handler %s failed on %s %s",
+                getattr(subscription.handler, "__qualname__", repr(subscription.handler)),
+                envelope.name,
+                envelope.id,
+            )
 
 
 class InProcessBus(EventBus):
@@ -286,8 +364,10 @@ class RedisBus(EventBus):
     dispatches what it reads from the channel, so each local handler sees an
     event once.
 
-    Handlers run one after another in the reader task, which keeps the order
-    of events; a slow handler delays the following events of this process.
+    Handlers without a lane run one after another in the reader task, which
+    keeps the order of events; a slow one delays the following events of this
+    process. Handlers subscribed with a lane run in tasks, in order within a
+    lane (e.g. one chat), lanes side by side.
     """
 
     def __init__(
@@ -303,6 +383,10 @@ class RedisBus(EventBus):
         self.channel = channel
         self._publisher: Redis | None = None
         self._reader: asyncio.Task[None] | None = None
+        # Handlers that name a lane run concurrently per lane: one slow
+        # handler (a database look-up for a push) no longer holds up every
+        # following event of this process (bench/RESULTS.md, issue 4).
+        self._lanes = _Lanes()
 
     def _client(self) -> Redis:
         # No retries inside redis-py: its silent reconnect would hide lost events
@@ -489,7 +573,7 @@ class RedisBus(EventBus):
             )
             self._settle(envelope.id)
             return
-        await self._deliver(envelope)
+        await self._deliver(envelope, self._lanes)
 
 
 def _short_errors(exc: ValidationError) -> str:

@@ -501,3 +501,56 @@ def test_make_bus_redis_settings(registry: EventRegistry) -> None:
     assert bus.redis_url == REDIS_URL
     assert bus.channel == "smeline:events"
     assert bus.node_id  # generated when not given
+
+
+async def test_redis_lanes_keep_order_within_a_lane_and_let_other_lanes_pass(
+    registry: EventRegistry, channel: str
+) -> None:
+    """A handler subscribed with a lane: a slow event of one work order holds
+    up only that work order's later events; a handler without a lane still
+    gets every event one after another."""
+    bus = RedisBus(registry, REDIS_URL, channel=channel)
+    await bus.start()
+    try:
+        release = asyncio.Event()
+        laned: list[tuple[int, str]] = []
+        serial: list[str] = []
+
+        async def slow_for_ticket_1(envelope: Envelope) -> None:
+            ticket = envelope.payload["ticket_id"]
+            if ticket == 1 and envelope.name == "ticket.created":
+                await release.wait()
+            laned.append((ticket, envelope.name))
+
+        async def in_order(envelope: Envelope) -> None:
+            serial.append(envelope.id)
+
+        bus.subscribe(slow_for_ticket_1, lane=lambda e: e.payload["ticket_id"])
+        bus.subscribe(in_order)
+        first = await bus.publish("ticket.created", created(1))
+        then_1 = await bus.publish("ticket.sla_warning", SlaWarning(ticket_id=1))
+        other = await bus.publish("ticket.created", created(2))
+        other_2 = await bus.publish("ticket.sla_warning", SlaWarning(ticket_id=2))
+
+        # Ticket 2 gets through while ticket 1's first event is still being handled.
+        await eventually(lambda: len(laned) == 2)
+        assert laned == [(2, "ticket.created"), (2, "ticket.sla_warning")]
+        assert serial == [first.id, then_1.id, other.id, other_2.id]
+        with pytest.raises(TimeoutError):
+            await bus.wait_idle(timeout=0.05)  # ticket 1's events are not delivered yet
+        release.set()
+        await bus.wait_idle()
+        assert laned[2:] == [(1, "ticket.created"), (1, "ticket.sla_warning")]
+    finally:
+        await bus.close()
+
+
+async def test_the_in_process_bus_runs_laned_handlers_inside_publish(bus: InProcessBus) -> None:
+    seen: list[int] = []
+
+    async def handler(envelope: Envelope) -> None:
+        seen.append(envelope.payload["ticket_id"])
+
+    bus.subscribe(handler, lane=lambda e: e.payload["ticket_id"])
+    await bus.publish("ticket.created", created(7))
+    assert seen == [7]

@@ -27,7 +27,6 @@ from smeline.migrate import upgrade
 from smeline.stats.figures import (
     ChatFigures,
     WindowFigures,
-    agent_chats,
     agent_figures,
     chat_total,
     total,
@@ -263,7 +262,7 @@ async def assert_figures_are_the_reports(api: Api) -> None:
     assert board["total"] == report_today(total(report.windows), chat_total(report.chat_windows))
 
     calls_by_agent = agent_figures(report.calls)
-    chats_by_agent = agent_chats(report.chats)
+    chats_by_agent = report.chat_agents
     agents = {a["user_id"]: a for a in board["agents"]}
     assert set(agents) == {seeded.a.id, seeded.b.id, seeded.c.id, seeded.d.id}
     for user_id, agent in agents.items():

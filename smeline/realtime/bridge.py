@@ -398,6 +398,19 @@ ROUTES: Mapping[str, Route[Any] | Relay[Any]] = {
 
 LocalEmit = Callable[[str, dict[str, Any], str, list[str]], Awaitable[None]]
 
+# What orders the pushes: a browser must see one chat's, call's, work order's
+# or phone's events in the order they happened; different ones may overtake
+# each other (with Redis the bus runs their pushes side by side).
+_LANE_FIELDS = ("chat_id", "linkedid", "ticket_id", "interface")
+
+
+def push_lane(envelope: Envelope) -> tuple[str, object]:
+    for field_name in _LANE_FIELDS:
+        value = envelope.payload.get(field_name)
+        if value is not None:
+            return field_name, value
+    return "event", envelope.name
+
 
 class Bridge:
     """Subscribes to the bus and pushes each routed event to its rooms on
@@ -430,7 +443,9 @@ class Bridge:
 
     def start(self) -> None:
         if self._unsubscribe is None:
-            self._unsubscribe = self._bus.subscribe(self.on_event, list(self._routes))
+            self._unsubscribe = self._bus.subscribe(
+                self.on_event, list(self._routes), lane=push_lane
+            )
 
     def stop(self) -> None:
         if self._unsubscribe is not None:
