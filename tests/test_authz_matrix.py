@@ -83,7 +83,9 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("POST", "/api/telephony/calls/{linkedid}/spy"): Rule(SUPERVISE, 503),
     ("POST", "/api/telephony/calls/{linkedid}/transfer"): Rule(DESK, 503),
     ("POST", "/api/tickets/{ticket_id}/call"): Rule(DESK, 503),
-    ("GET", "/api/telephony/calls/{linkedid}/recording"): Rule(SUPERVISE, 404),
+    # Supervisors any recording, the desk their own calls' (test_my_calls.py).
+    ("GET", "/api/telephony/calls/{linkedid}/recording"): Rule(DESK, 404),
+    ("GET", "/api/telephony/calls/mine"): Rule(DESK, 200),
     ("POST", "/api/telephony/calls/{linkedid}/escalations"): Rule(DESK, 503),
     ("POST", "/api/telephony/calls/{linkedid}/escalations/merge"): Rule(DESK, 503),
     ("POST", "/api/telephony/calls/{linkedid}/escalations/leave"): Rule(DESK, 503),
@@ -396,8 +398,12 @@ async def _call_contact(w: World) -> Req:
 
 async def _recording(w: World) -> Req:
     # No such call in this database: allowed roles get 404 (the file tests are
-    # in test_recordings.py), the others 403 before any look-up.
+    # in test_recordings.py and test_my_calls.py), the others 403 before any look-up.
     return Req("/api/telephony/calls/cctest-1795343657.0/recording")
+
+
+async def _my_calls(w: World) -> Req:
+    return Req("/api/telephony/calls/mine?limit=5")
 
 
 async def _escalate(w: World) -> Req:
@@ -604,6 +610,7 @@ BUILDERS: dict[tuple[str, str], Builder] = {
     ("POST", "/api/telephony/calls/{linkedid}/transfer"): _transfer,
     ("POST", "/api/tickets/{ticket_id}/call"): _call_contact,
     ("GET", "/api/telephony/calls/{linkedid}/recording"): _recording,
+    ("GET", "/api/telephony/calls/mine"): _my_calls,
     ("POST", "/api/telephony/calls/{linkedid}/escalations"): _escalate,
     ("POST", "/api/telephony/calls/{linkedid}/escalations/merge"): _escalation_step("merge"),
     ("POST", "/api/telephony/calls/{linkedid}/escalations/leave"): _escalation_step("leave"),

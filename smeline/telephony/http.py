@@ -7,11 +7,11 @@ With no Asterisk configured every action answers 503
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import Field, StringConstraints
 from sqlalchemy import select
 from yarl import URL
 
@@ -37,6 +37,7 @@ from smeline.telephony.actions import SpyMode
 from smeline.telephony.agents import AgentAction, AgentNotLoggedIn, AgentStatus
 from smeline.telephony.models import CallRecord
 from smeline.telephony.phones import PhoneBook, interface_of
+from smeline.telephony.records import calls_of_agent, mine
 from smeline.telephony.setup import Telephony
 
 routes = ApiRoutes(tag="telephony")
@@ -434,22 +435,126 @@ class RecordingQuery(QuerySchema):
     )
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class MyCallsQuery(QuerySchema):
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: Annotated[str, StringConstraints(max_length=40)] | None = Field(
+        default=None, description="next_cursor of the previous page"
+    )
+
+
+class MyCallOut(Out):
+    linkedid: str
+    direction: str
+    caller_number: str
+    county_code: str | None
+    category_code: str | None
+    window: str | None
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    wait_seconds: int
+    talk_seconds: int
+    outcome: str
+    joint: bool
+    ticket_ref: str | None
+    has_recording: bool = Field(description="The file is still there (not purged)")
+
+
+class MyCallsPageOut(Out):
+    items: list[MyCallOut]
+    next_cursor: str | None = Field(description="Pass as cursor= for the next page")
+
+
+def _parse_call_cursor(cursor: str) -> tuple[datetime, int]:
+    """``<microseconds since epoch>_<call record id>``."""
+    micros, _, ident = cursor.partition("_")
+    if (
+        micros.isascii()
+        and micros.isdigit()
+        and ident.isascii()
+        and ident.isdigit()
+        and len(micros) <= 17
+        and len(ident) <= 18
+    ):
+        return _EPOCH + timedelta(microseconds=int(micros)), int(ident)
+    raise ValidationFailed("Bad cursor", details=[field_error("cursor", "invalid", "not a cursor")])
+
+
+@routes.get(
+    "/api/telephony/calls/mine",
+    summary="My recent calls, newest first, with whether a recording can be played",
+    query=MyCallsQuery,
+    response=MyCallsPageOut,
+    errors=(403, 422),
+)
+async def my_calls(request: web.Request) -> web.StreamResponse:
+    """Read from the call records: works without Asterisk configured too."""
+    p = principal_of(request)
+    p.require(Permission.TELEPHONY_AGENT)
+    q = parse_query(request, MyCallsQuery)
+    after = _parse_call_cursor(q.cursor) if q.cursor is not None else None
+    async with request.app[keys.SESSIONMAKER]() as db:
+        rows = await calls_of_agent(db, p.user_id, limit=q.limit, after=after)
+    more, rows = len(rows) > q.limit, rows[: q.limit]
+    present = await _telephony(request).recordings.present([r.recording_file for r in rows])
+    items = [
+        MyCallOut(
+            linkedid=r.linkedid,
+            direction=r.direction,
+            caller_number=r.caller_number,
+            county_code=r.county_code,
+            category_code=r.category_code,
+            window=r.answered_window,
+            started_at=r.started_at,
+            answered_at=r.answered_at,
+            ended_at=r.ended_at,
+            wait_seconds=r.wait_seconds,
+            talk_seconds=r.talk_seconds,
+            outcome=r.outcome,
+            joint=r.joint,
+            ticket_ref=r.ticket_ref,
+            has_recording=has,
+        )
+        for r, has in zip(rows, present, strict=True)
+    ]
+    cursor = None
+    if more and rows:
+        last = rows[-1]
+        cursor = f"{(last.started_at - _EPOCH) // timedelta(microseconds=1)}_{last.id}"
+    return json_ok(MyCallsPageOut(items=items, next_cursor=cursor))
+
+
 @routes.get(
     "/api/telephony/calls/{linkedid}/recording",
-    summary="Play or download a call's recording (every access is audited)",
+    summary="Play or download a call's recording: supervisors any (county admins their "
+    "county), the desk their own calls; every access is audited",
     query=RecordingQuery,
-    errors=(403, 404),
+    errors=(403, 404, 422),
 )
 async def call_recording(request: web.Request) -> web.StreamResponse:
     p = principal_of(request)
-    p.require(Permission.TELEPHONY_SUPERVISE)
+    p.require(Permission.TELEPHONY_AGENT)
     q = parse_query(request, RecordingQuery)
     linkedid = path_linkedid(request)
     async with request.app[keys.SESSIONMAKER]() as db:
         call = await db.scalar(select(CallRecord).where(CallRecord.linkedid == linkedid))
+        own = (
+            call is not None
+            and (
+                await db.scalar(
+                    select(CallRecord.id).where(CallRecord.id == call.id, mine(p.user_id))
+                )
+            )
+            is not None
+        )
     if call is None:
         raise NotFound("No such call", error_id="call_not_found")
-    if p.role is Role.COUNTY_ADMIN and call.county_code != p.county_code:
+    if not p.can(Permission.TELEPHONY_SUPERVISE) and not own:
+        raise Forbidden("Only the recordings of your own calls", error_id="not_your_call")
+    if p.role is Role.COUNTY_ADMIN and call.county_code != p.county_code and not own:
         raise Forbidden("Outside your county", error_id="county_scope")
     t = _telephony(request)
     path = await t.recordings.locate(call.recording_file or "")

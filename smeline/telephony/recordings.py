@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -53,6 +53,11 @@ class RecordingArchive:
 
     async def locate(self, name: str) -> Path | None:
         return await asyncio.to_thread(self._resolve, name)
+
+    async def present(self, names: Sequence[str | None]) -> list[bool]:
+        """Whether each stored path is still a servable file (one worker
+        thread for a whole page: a purged recording is no longer offered)."""
+        return await asyncio.to_thread(lambda: [self._resolve(n or "") is not None for n in names])
 
     def _purge(self) -> int:
         cutoff = self._now().timestamp() - self.retention_days * 86400
