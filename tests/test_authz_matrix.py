@@ -112,6 +112,15 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("POST", "/api/chats/{chat_id}/messages"): Rule(DESK, 201),
     ("POST", "/api/chats/{chat_id}/transfer"): Rule(DESK, 200),
     ("POST", "/api/chats/{chat_id}/close"): Rule(DESK, 200),
+    # Web chat files, experts in a chat, transfer targets (tests/test_webchat_*.py).
+    ("POST", "/api/chat/{chat_id}/attachments"): Rule(EVERYONE, 201, public=True),
+    ("GET", "/api/chat/{chat_id}/attachments/{attachment_id}"): Rule(EVERYONE, 200, public=True),
+    ("POST", "/api/chats/{chat_id}/attachments"): Rule(DESK, 201),
+    ("GET", "/api/chats/{chat_id}/attachments/{attachment_id}"): Rule(DESK, 200),
+    ("POST", "/api/chats/{chat_id}/experts"): Rule(DESK, 201),
+    ("DELETE", "/api/chats/{chat_id}/experts/{user_id}"): Rule(DESK | {"expert"}, 204),
+    ("GET", "/api/chats/invited"): Rule(DESK | {"expert"}, 200),
+    ("GET", "/api/chats/agents"): Rule(DESK, 200),
     ("GET", "/api/webchat/ip-ranges"): Rule(DESK, 200),
     ("POST", "/api/webchat/ip-ranges"): Rule(ADMIN, 201),
     ("DELETE", "/api/webchat/ip-ranges/{range_id}"): Rule(ADMIN, 204),
@@ -144,6 +153,7 @@ class Req:
     json: Any = None
     as_fresh_user: bool = False  # the call ends or changes the session: use a throwaway user
     headers: dict[str, str] = field(default_factory=dict)
+    form: Any = None  # a multipart body (aiohttp.FormData) instead of JSON
 
 
 @dataclass
@@ -469,6 +479,91 @@ def _agent_req(sub: str, body: Any = None, *, served: bool = False) -> Builder:
     return build
 
 
+_PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+
+
+def _png_form() -> Any:
+    import aiohttp
+
+    form = aiohttp.FormData(default_to_multipart=True)
+    form.add_field("client_id", "f-1")
+    form.add_field("file", _PNG, filename="a.png", content_type="image/png")
+    return form
+
+
+async def _served_with_file(w: World) -> tuple[StartedChat, int]:
+    from smeline.webchat.attachments import TEXT
+    from smeline.webchat.models import SenderKind
+    from smeline.webchat.services import NewFile
+
+    svc = await w.chats()
+    started = await w.served_chat()
+    posted = await svc.post_message(
+        started.chat.id,
+        kind=SenderKind.VISITOR,
+        client_id=f"file-{w.unique()}",
+        body="",
+        now=svc.now(),
+        file=NewFile("note.txt", TEXT, "备注".encode()),  # Api.call reads the answer as text
+    )
+    assert posted.attachment is not None
+    return started, posted.attachment.id
+
+
+async def _visitor_upload(w: World) -> Req:
+    await w.chats()
+    started = await w.queued_chat()
+    return Req(
+        f"/api/chat/{started.chat.id}/attachments", headers=_visitor(started), form=_png_form()
+    )
+
+
+async def _visitor_download(w: World) -> Req:
+    started, file_id = await _served_with_file(w)
+    return Req(f"/api/chat/{started.chat.id}/attachments/{file_id}", headers=_visitor(started))
+
+
+async def _agent_upload(w: World) -> Req:
+    await w.chats()
+    started = await w.served_chat()
+    return Req(f"/api/chats/{started.chat.id}/attachments", form=_png_form())
+
+
+async def _agent_download(w: World) -> Req:
+    started, file_id = await _served_with_file(w)
+    return Req(f"/api/chats/{started.chat.id}/attachments/{file_id}")
+
+
+async def _invite_expert(w: World) -> Req:
+    await w.chats()
+    started = await w.served_chat()
+    expert = await new_actor(w.api, "expert")
+    return Req(f"/api/chats/{started.chat.id}/experts", {"user_id": expert.id})
+
+
+async def _expert_leaves(w: World) -> Req:
+    """The chat's agent lets an expert go; an expert leaves on their own."""
+    await w.chats()
+    started = await w.served_chat()
+    acceptor = w.actor if w.actor is not None and w.role in DESK else w.api.admin
+    expert = w.actor if w.actor is not None and w.role == "expert" else None
+    if expert is None:
+        expert = await new_actor(w.api, "expert")
+    status, body = await w.api.call(
+        "POST", f"/api/chats/{started.chat.id}/experts", acceptor, json={"user_id": expert.id}
+    )
+    assert status == 201, body
+    return Req(f"/api/chats/{started.chat.id}/experts/{expert.id}")
+
+
+async def _invited_chats(w: World) -> Req:
+    return Req("/api/chats/invited")
+
+
+async def _window_agents(w: World) -> Req:
+    return Req("/api/chats/agents?window_code=xingning")
+
+
 async def _chats(w: World) -> Req:
     return Req("/api/chats?state=queued")
 
@@ -646,6 +741,14 @@ BUILDERS: dict[tuple[str, str], Builder] = {
         "/transfer", {"window_code": "city"}, served=True
     ),
     ("POST", "/api/chats/{chat_id}/close"): _agent_req("/close", served=True),
+    ("POST", "/api/chat/{chat_id}/attachments"): _visitor_upload,
+    ("GET", "/api/chat/{chat_id}/attachments/{attachment_id}"): _visitor_download,
+    ("POST", "/api/chats/{chat_id}/attachments"): _agent_upload,
+    ("GET", "/api/chats/{chat_id}/attachments/{attachment_id}"): _agent_download,
+    ("POST", "/api/chats/{chat_id}/experts"): _invite_expert,
+    ("DELETE", "/api/chats/{chat_id}/experts/{user_id}"): _expert_leaves,
+    ("GET", "/api/chats/invited"): _invited_chats,
+    ("GET", "/api/chats/agents"): _window_agents,
     ("GET", "/api/webchat/ip-ranges"): _ip_ranges,
     ("POST", "/api/webchat/ip-ranges"): _add_ip_range,
     ("DELETE", "/api/webchat/ip-ranges/{range_id}"): _delete_ip_range,
@@ -694,7 +797,7 @@ async def test_each_role_reaches_exactly_the_endpoints_of_the_matrix(
         # The client keeps cookies from earlier logins; only the bearer header may count.
         api.client.session.cookie_jar.clear()
         status, body = await api.call(
-            spec.method, req.path, caller, json=req.json, headers=req.headers
+            spec.method, req.path, caller, json=req.json, headers=req.headers, data=req.form
         )
         if status != expected:
             mismatches.append(f"{key}: expected {expected}, got {status} {body}")

@@ -48,7 +48,8 @@ class WrapupIn(ContactRef):
     category_code: Code
     service_mode: ServiceMode | None = Field(
         default=None,
-        description="online / offline / joint; an escalated call is joint and nothing else",
+        description="online / offline / joint; an escalated call or a chat with an invited "
+        "expert is joint and nothing else",
     )
     result: WrapupResult
     ticket_id: RowId | None = Field(
@@ -85,7 +86,10 @@ class PendingContactOut(Out):
     contact_kind: ContactKind
     linkedid: str | None
     chat_id: int | None
-    joint: bool = Field(description="An escalated call: joint, and nothing else can be chosen")
+    joint: bool = Field(
+        description="An escalated call or a chat with an invited expert: joint, and nothing "
+        "else can be chosen"
+    )
     required: bool
     window_code: str | None
     county_code: str | None

@@ -108,7 +108,7 @@ def _chat_contact(chat: Chat) -> Contact:
         window_code=chat.window_code,
         county_code=chat.county_code,
         category_code=chat.category_code,
-        joint=False,
+        joint=chat.joint,  # an expert was invited into the chat
         enterprise_name=chat.company or None,
         phone=chat.phone,
         visitor_name=chat.visitor_name,
@@ -329,11 +329,12 @@ class ContactService:
     @staticmethod
     def _service_mode(contact: Contact, wanted: ServiceMode | None) -> ServiceMode:
         if contact.joint:
-            # An escalated call was served together with the city, the
-            # province or an expert: that is what 协同服务 means in the reports.
+            # An escalated call, or a chat an expert was invited into, was
+            # served together with the city, the province or an expert: that
+            # is what 协同服务 means in the reports.
             if wanted not in (None, ServiceMode.JOINT):
                 raise ValidationFailed(
-                    "An escalated call is joint",
+                    "An escalated call or a chat with an expert is joint",
                     details=[field_error("service_mode", "joint_fixed", "must be joint")],
                 )
             return ServiceMode.JOINT
@@ -432,7 +433,7 @@ class ContactService:
     async def _transcript(self, chat_id: int) -> str:
         rows, _last = await self._chat.messages(chat_id, since=0, limit=_TRANSCRIPT_LINES)
         lines = []
-        for message, name in rows:
+        for message, name, _file in rows:
             at = message.created_at.astimezone(BUSINESS_TZ).strftime("%H:%M:%S")
             who = name or TEXTS.get(message.sender_kind, message.sender_kind)
             lines.append(f"[{at}] {who}：{message.body}")

@@ -12,6 +12,7 @@ TEXTS = {
     ),
     "visitor": "访客",
     "agent": "坐席",
+    "expert": "专家",
     "system": "系统",
     "unknown_caller": "未知号码",
     "unknown": "未填写",

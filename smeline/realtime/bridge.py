@@ -212,6 +212,7 @@ def message_out(event: chat_events.ChatMessageEvent, sender_name: str | None) ->
         "body": event.body,
         "client_id": event.client_id,
         "created_at": event.created_at.isoformat(),
+        "attachment": event.attachment.model_dump() if event.attachment is not None else None,
     }
 
 
@@ -226,8 +227,10 @@ def state_out(
     }
 
 
-def _agent_target(agent_id: int | None) -> list[str]:
-    return [] if agent_id is None else [agent_room(agent_id)]
+def _agent_target(agent_id: int | None, expert_ids: Sequence[int] = ()) -> list[str]:
+    # Invited experts hear the chat in their own /agent room, as its agent does.
+    rooms = [] if agent_id is None else [agent_room(agent_id)]
+    return rooms + [agent_room(e) for e in expert_ids if e != agent_id]
 
 
 def _supervisor_rooms(county: str | None) -> list[str]:
@@ -273,7 +276,12 @@ async def chat_message(
     data = message_out(e, name)
     return [
         Push(VISITOR_NAMESPACE, [chat_room(e.chat_id)], chat_events.CHAT_MESSAGE, data),
-        Push(AGENT_NAMESPACE, _agent_target(e.agent_id), chat_events.CHAT_MESSAGE, data),
+        Push(
+            AGENT_NAMESPACE,
+            _agent_target(e.agent_id, e.expert_ids),
+            chat_events.CHAT_MESSAGE,
+            data,
+        ),
     ]
 
 
@@ -331,11 +339,45 @@ async def chat_ended(e: chat_events.ChatEnded, d: Directory, lookups: ChatLookup
             state_out(e.chat_id, e.state, None, None),
         ),
         Push(VISITOR_NAMESPACE, [chat_room(e.chat_id)], chat_events.CHAT_ENDED, ended),
-        Push(AGENT_NAMESPACE, _agent_target(e.agent_id), chat_events.CHAT_ENDED, ended),
+        Push(
+            AGENT_NAMESPACE, _agent_target(e.agent_id, e.expert_ids), chat_events.CHAT_ENDED, ended
+        ),
     ]
     if e.agent_id is None:  # it left a queue
         pushes += await queue_pushes(e.window_code, d, lookups)
     return pushes
+
+
+CHAT_INVITED = "chat.invited"
+
+
+async def chat_expert_invited(
+    e: chat_events.ChatExpertEvent, d: Directory, lookups: ChatLookups
+) -> list[Push]:
+    # Like the screen pop of chat.assigned, to the invited expert only.
+    facts = await lookups.facts(e.chat_id)
+    if facts is None:
+        return []
+    invited = {
+        "chat_id": e.chat_id,
+        "window_code": e.window_code,
+        "visitor_name": e.visitor_name,
+        "company": e.company,
+        "county_code": e.county_code,
+        "category_code": e.category_code,
+        "routing_reason": facts.routing_reason,
+        "created_at": facts.created_at.isoformat(),
+        "agent_name": facts.agent_name,
+    }
+    return [Push(AGENT_NAMESPACE, [agent_room(e.expert_id)], CHAT_INVITED, invited)]
+
+
+async def chat_expert_left(
+    e: chat_events.ChatExpertEvent, d: Directory, lookups: ChatLookups
+) -> list[Push]:
+    # The expert's console drops the chat (the others read the system line).
+    left = {"chat_id": e.chat_id, "reason": "expert_left"}
+    return [Push(AGENT_NAMESPACE, [agent_room(e.expert_id)], chat_events.CHAT_ENDED, left)]
 
 
 E = TypeVar("E", bound=BaseModel)
@@ -394,6 +436,8 @@ ROUTES: Mapping[str, Route[Any] | Relay[Any]] = {
     chat_events.CHAT_ASSIGNED: Relay(chat_events.ChatAssigned, chat_assigned),
     chat_events.CHAT_QUEUED: Relay(chat_events.ChatQueued, chat_queued),
     chat_events.CHAT_ENDED: Relay(chat_events.ChatEnded, chat_ended),
+    chat_events.CHAT_EXPERT_INVITED: Relay(chat_events.ChatExpertEvent, chat_expert_invited),
+    chat_events.CHAT_EXPERT_LEFT: Relay(chat_events.ChatExpertEvent, chat_expert_left),
 }
 
 LocalEmit = Callable[[str, dict[str, Any], str, list[str]], Awaitable[None]]

@@ -39,6 +39,7 @@ import socketio  # type: ignore[import-untyped]
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from smeline.auth.models import Role
 from smeline.auth.permissions import Permission, Principal
 from smeline.errors import ApiError
 from smeline.realtime.auth import (
@@ -294,7 +295,8 @@ class Realtime:
                     error.code, error.model_dump(mode="json")
                 ) from None
             self._clients[sid] = client
-            if namespace == AGENT_NAMESPACE and client.principal is not None:
+            if namespace == AGENT_NAMESPACE and _at_desk(client.principal):
+                assert client.principal is not None
                 self.presence.connected(client.principal.user_id)
             return True
 
@@ -347,6 +349,10 @@ class Realtime:
         """The rooms joined on connect; :class:`Refused` when ``principal``
         has no business on ``namespace``."""
         if namespace == AGENT_NAMESPACE:
+            if principal.role is Role.EXPERT:
+                # An expert hears only the web chats they are invited to,
+                # pushed to their own room; no window, no presence, no calls.
+                return [agent_room(principal.user_id)]
             if not principal.can(Permission.TELEPHONY_AGENT):
                 raise Refused(
                     ErrorCode.FORBIDDEN,
@@ -525,7 +531,8 @@ class Realtime:
         """The socket is gone (or going): no more events for it, one console fewer."""
         client = self._clients.pop(sid, None)
         if client is not None and client.namespace == AGENT_NAMESPACE and client.principal:
-            self.presence.disconnected(client.principal.user_id)
+            if _at_desk(client.principal):
+                self.presence.disconnected(client.principal.user_id)
 
     async def _drop(self, sid: str, namespace: str) -> None:
         self._forget(sid)
@@ -540,7 +547,10 @@ class Realtime:
 
     async def _join_window(self, context: SocketContext, body: WindowRoomIn) -> RoomOut:
         principal = context.staff()
-        if body.window_code not in windows_in_scope(principal, self._windows()):
+        # An expert on /agent has no window (windows_in_scope would give a
+        # county-bound one its county's).
+        desk = principal.can(Permission.TELEPHONY_AGENT)
+        if not desk or body.window_code not in windows_in_scope(principal, self._windows()):
             raise Refused(
                 ErrorCode.FORBIDDEN,
                 "Not a window of yours",
@@ -582,6 +592,11 @@ class Realtime:
             await pubsub.aclose()
         if redis is not None:
             await redis.aclose()
+
+
+def _at_desk(principal: Principal | None) -> bool:
+    """A desk console (presence counts it); an invited expert's is not one."""
+    return principal is not None and principal.can(Permission.TELEPHONY_AGENT)
 
 
 def _subscribed(manager: Any) -> bool:

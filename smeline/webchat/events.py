@@ -42,6 +42,17 @@ class ChatAssigned(ChatEvent):
     cause: str
 
 
+class AttachmentRef(BaseModel):
+    """A file a line carries (the bytes are fetched from the API)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int
+    filename: str
+    content_type: str
+    size: int
+
+
 class ChatMessageEvent(ChatEvent):
     seq: int
     sender_kind: str
@@ -49,12 +60,25 @@ class ChatMessageEvent(ChatEvent):
     client_id: str
     body: str
     created_at: datetime
+    attachment: AttachmentRef | None = None
+    # Experts invited into the chat: they hear its lines as its agent does.
+    expert_ids: list[int] = []
 
 
 class ChatEnded(ChatEvent):
     end_reason: str
     satisfaction: str | None
     ticket_id: int | None
+    expert_ids: list[int] = []
+
+
+class ChatExpertEvent(ChatEvent):
+    """An expert invited into a chat, or out of it (left, or removed)."""
+
+    expert_id: int
+    by_user_id: int
+    visitor_name: str
+    company: str
 
 
 class ChatRated(ChatEvent):
@@ -66,6 +90,8 @@ CHAT_ASSIGNED = "chat.assigned"
 CHAT_MESSAGE = "chat.message"
 CHAT_ENDED = "chat.ended"
 CHAT_RATED = "chat.rated"
+CHAT_EXPERT_INVITED = "chat.expert_invited"
+CHAT_EXPERT_LEFT = "chat.expert_left"
 
 EVENTS: dict[str, type[BaseModel]] = {
     CHAT_QUEUED: ChatQueued,
@@ -73,6 +99,8 @@ EVENTS: dict[str, type[BaseModel]] = {
     CHAT_MESSAGE: ChatMessageEvent,
     CHAT_ENDED: ChatEnded,
     CHAT_RATED: ChatRated,
+    CHAT_EXPERT_INVITED: ChatExpertEvent,
+    CHAT_EXPERT_LEFT: ChatExpertEvent,
 }
 
 

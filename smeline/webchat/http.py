@@ -12,16 +12,26 @@ from __future__ import annotations
 
 import ipaddress
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
+from pydantic import TypeAdapter, ValidationError
 
 from smeline.api import ApiRoutes, json_ok, no_content, parse_body, parse_query, path_int
 from smeline.auth.middleware import principal_of
 from smeline.auth.models import Role
 from smeline.auth.permissions import Permission, Principal
-from smeline.errors import Forbidden, Unauthorized
+from smeline.errors import (
+    BadRequest,
+    Forbidden,
+    Unauthorized,
+    ValidationFailed,
+    field_error,
+    validation_details,
+)
+from smeline.webchat import attachments
 from smeline.webchat.models import Satisfaction, SenderKind
 from smeline.webchat.schemas import (
     AgentChatOut,
+    AttachmentOut,
     CannedReplyIn,
     CannedReplyListOut,
     CannedReplyOut,
@@ -31,6 +41,8 @@ from smeline.webchat.schemas import (
     ChatSeatOut,
     ChatStartIn,
     ChatStartOut,
+    ClientId,
+    ExpertInviteIn,
     IpRangeIn,
     IpRangeListOut,
     IpRangeOut,
@@ -43,8 +55,19 @@ from smeline.webchat.schemas import (
     RatingIn,
     TransferIn,
     VisitorChatOut,
+    WindowAgentListOut,
+    WindowAgentOut,
+    WindowAgentsQuery,
 )
-from smeline.webchat.services import ChatService, ChatView, PostedMessage, VisitorIdentity
+from smeline.webchat.services import (
+    ChatService,
+    ChatView,
+    Line,
+    NewFile,
+    PostedMessage,
+    StoredFile,
+    VisitorIdentity,
+)
 from smeline.webchat.setup import CHAT_SERVICE, TRUSTED_PROXIES
 
 TOKEN_HEADER = "X-Chat-Token"
@@ -110,8 +133,9 @@ def _visitor_out(svc: ChatService, view: ChatView) -> VisitorChatOut:
     )
 
 
-def _message_out(posted: PostedMessage) -> MessageOut:
+def _message_out(posted: PostedMessage | Line) -> MessageOut:
     m = posted.message
+    a = posted.attachment
     return MessageOut(
         chat_id=m.chat_id,
         seq=m.seq,
@@ -121,17 +145,95 @@ def _message_out(posted: PostedMessage) -> MessageOut:
         client_id=m.client_id,
         body=m.body,
         created_at=m.created_at,
+        attachment=AttachmentOut.model_validate(a.model_dump()) if a is not None else None,
     )
 
 
 async def _messages(request: web.Request, chat_id: int) -> web.StreamResponse:
     query = parse_query(request, MessageListQuery)
     rows, last_seq = await _svc(request).messages(chat_id, since=query.since, limit=query.limit)
-    return json_ok(
-        MessageListOut(
-            items=[_message_out(PostedMessage(m, False, name)) for m, name in rows],
-            last_seq=last_seq,
+    return json_ok(MessageListOut(items=[_message_out(line) for line in rows], last_seq=last_seq))
+
+
+# --- files -----------------------------------------------------------------------------------
+
+#: Room for the multipart framing and the client_id field around the file.
+_FORM_OVERHEAD = 16 * 1024
+_CLIENT_ID = TypeAdapter(ClientId)
+
+
+async def _read_upload(request: web.Request, max_bytes: int) -> tuple[str, NewFile]:
+    """The ``multipart/form-data`` of an upload: exactly a ``file`` and a
+    ``client_id``. The file is read in chunks and refused as soon as it is
+    over the limit; its kind comes from its bytes."""
+    if request.content_type != "multipart/form-data":
+        raise BadRequest(
+            "Content-Type must be multipart/form-data",
+            error_id="unsupported_media_type",
+            status=415,
         )
+    if request.content_length is not None and request.content_length > max_bytes + _FORM_OVERHEAD:
+        raise attachments.too_large(max_bytes)
+    client_id: str | None = None
+    filename: str | None = None
+    data: bytes | None = None
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise BadRequest("Nested multipart is not accepted", error_id="invalid_multipart")
+            if part.name == "file" and data is None:
+                filename = part.filename
+                buffer = bytearray()
+                while chunk := await part.read_chunk(64 * 1024):
+                    buffer += chunk
+                    if len(buffer) > max_bytes:
+                        raise attachments.too_large(max_bytes)
+                data = bytes(buffer)
+            elif part.name == "client_id" and client_id is None:
+                raw = await part.read_chunk(256)
+                client_id = raw.decode("utf-8", errors="replace")
+            else:
+                raise BadRequest(
+                    "Only the fields file and client_id are accepted",
+                    error_id="attachment_unknown_field",
+                    details={"field": part.name},
+                )
+    except (ValueError, AssertionError, RuntimeError) as exc:
+        raise BadRequest("The form is not valid multipart", error_id="invalid_multipart") from exc
+    if data is None:
+        raise BadRequest("A file is required (field 'file')", error_id="attachment_missing")
+    if client_id is None:
+        raise ValidationFailed(
+            "client_id is required",
+            details=[field_error("client_id", "missing", "the sender's own id of the line")],
+        )
+    try:
+        client_id = _CLIENT_ID.validate_python(client_id)
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "client_id is not valid",
+            details=[{**d, "field": "client_id"} for d in validation_details(exc)],
+        ) from exc
+    if not data:
+        raise BadRequest("The file is empty", error_id="attachment_empty")
+    kind = attachments.sniff(data)
+    if kind is None:
+        raise attachments.wrong_type()
+    return client_id, NewFile(attachments.safe_filename(filename, kind), kind, data)
+
+
+def _file_response(stored: StoredFile) -> web.StreamResponse:
+    return web.Response(
+        body=stored.data,
+        headers={
+            "Content-Type": stored.content_type,
+            "Content-Disposition": attachments.content_disposition(stored.filename),
+            "X-Content-Type-Options": "nosniff",
+            # Opened directly, a file renders as nothing active.
+            "Content-Security-Policy": "default-src 'none'; img-src 'self'; sandbox",
+            "Cache-Control": "private, max-age=3600",
+        },
     )
 
 
@@ -218,6 +320,42 @@ async def visitor_message(request: web.Request) -> web.StreamResponse:
 async def visitor_messages(request: web.Request) -> web.StreamResponse:
     identity = await _visitor(request)
     return await _messages(request, identity.chat_id)
+
+
+@visitor_routes.post(
+    "/api/chat/{chat_id}/attachments",
+    summary="Send a file (multipart: file, client_id; PNG, JPEG, GIF, WebP, PDF, DOCX, "
+    "XLSX or UTF-8 text by its bytes; idempotent by client_id)",
+    response=MessageOut,
+    status=201,
+    public=True,
+    errors=(400, 401, 404, 409, 413, 415, 422, 429),
+)
+async def visitor_attachment(request: web.Request) -> web.StreamResponse:
+    identity = await _visitor(request)
+    svc = _svc(request)
+    client_id, file = await _read_upload(request, svc.options.attachment_max_bytes)
+    posted = await svc.post_message(
+        identity.chat_id,
+        kind=SenderKind.VISITOR,
+        client_id=client_id,
+        body="",
+        now=svc.now(),
+        file=file,
+    )
+    return json_ok(_message_out(posted), status=201 if posted.created else 200)
+
+
+@visitor_routes.get(
+    "/api/chat/{chat_id}/attachments/{attachment_id}",
+    summary="Download a file of the chat (Content-Disposition: attachment)",
+    public=True,
+    errors=(401, 404),
+)
+async def visitor_download(request: web.Request) -> web.StreamResponse:
+    identity = await _visitor(request)
+    stored = await _svc(request).attachment(identity.chat_id, path_int(request, "attachment_id"))
+    return _file_response(stored)
 
 
 @visitor_routes.post(
@@ -314,6 +452,7 @@ def agent_chat_out(p: Principal, view: ChatView) -> AgentChatOut:
         ticket_id=c.ticket_id,
         ticket_ref=ChatService.ticket_ref(c),
         last_seq=c.last_seq,
+        joint=c.joint,
     )
 
 
@@ -343,6 +482,53 @@ async def my_seat(request: web.Request) -> web.StreamResponse:
     p.require(Permission.TELEPHONY_AGENT)
     seat = await _svc(request).seat(p.user_id)
     return json_ok(ChatSeatOut.model_validate(seat))
+
+
+@agent_routes.get(
+    "/api/chats/agents",
+    summary="A window's agents as transfer targets: online for chat, chats against capacity",
+    query=WindowAgentsQuery,
+    response=WindowAgentListOut,
+    errors=(403, 422),
+)
+async def window_agents(request: web.Request) -> web.StreamResponse:
+    p = principal_of(request)
+    query = parse_query(request, WindowAgentsQuery)
+    seats = await _svc(request).window_agents(p, query.window_code)
+    return json_ok(
+        WindowAgentListOut(
+            items=[
+                WindowAgentOut(
+                    user_id=s.user_id,
+                    display_name=s.display_name,
+                    window_code=s.window_code,
+                    online=s.online,
+                    capacity=s.capacity,
+                    active_chats=s.active_chats,
+                    free=max(0, s.capacity - s.active_chats),
+                )
+                for s in seats
+            ]
+        )
+    )
+
+
+@agent_routes.get(
+    "/api/chats/invited",
+    summary="The going chats I was invited to as an expert",
+    response=ChatListOut,
+    errors=(403,),
+)
+async def invited_chats(request: web.Request) -> web.StreamResponse:
+    p = principal_of(request)
+    if p.role is not Role.EXPERT and not p.can(Permission.TELEPHONY_AGENT):
+        raise Forbidden(
+            "Only experts and the desk have chats",
+            error_id="permission_denied",
+            details={"role": p.role.value},
+        )
+    views = await _svc(request).invited_chats(p)
+    return json_ok(ChatListOut(items=[agent_chat_out(p, v) for v in views]))
 
 
 @agent_routes.put(
@@ -414,6 +600,69 @@ async def agent_reply(request: web.Request) -> web.StreamResponse:
         p, chat_id, client_id=data.client_id, body=data.body, now=_svc(request).now()
     )
     return json_ok(_message_out(posted), status=201 if posted.created else 200)
+
+
+@agent_routes.post(
+    "/api/chats/{chat_id}/attachments",
+    summary="Send a file (multipart: file, client_id; the kinds and limit of the visitors')",
+    response=MessageOut,
+    status=201,
+    errors=(400, 403, 404, 409, 413, 415, 422, 429),
+)
+async def agent_attachment(request: web.Request) -> web.StreamResponse:
+    p = principal_of(request)
+    chat_id = path_int(request, "chat_id")
+    svc = _svc(request)
+    # Scope first: a stranger's upload is refused before its body is read.
+    await svc.check_agent_scope(p, chat_id)
+    client_id, file = await _read_upload(request, svc.options.attachment_max_bytes)
+    posted = await svc.agent_file(p, chat_id, client_id=client_id, file=file, now=svc.now())
+    return json_ok(_message_out(posted), status=201 if posted.created else 200)
+
+
+@agent_routes.get(
+    "/api/chats/{chat_id}/attachments/{attachment_id}",
+    summary="Download a file of the chat: its agent, its experts, supervisors in scope",
+    errors=(403, 404),
+)
+async def agent_download(request: web.Request) -> web.StreamResponse:
+    p = principal_of(request)
+    stored = await _svc(request).staff_attachment(
+        p, path_int(request, "chat_id"), path_int(request, "attachment_id")
+    )
+    return _file_response(stored)
+
+
+@agent_routes.post(
+    "/api/chats/{chat_id}/experts",
+    summary="Invite an expert (a user with the expert role) into the chat: it becomes joint",
+    body=ExpertInviteIn,
+    response=AgentChatOut,
+    status=201,
+    errors=(403, 404, 409, 422),
+)
+async def invite_expert(request: web.Request) -> web.StreamResponse:
+    p = principal_of(request)
+    chat_id = path_int(request, "chat_id")
+    data = await parse_body(request, ExpertInviteIn)
+    svc = _svc(request)
+    await svc.invite_expert(p, chat_id, data.user_id, now=svc.now())
+    return json_ok(agent_chat_out(p, await svc.get_for_agent(p, chat_id)), status=201)
+
+
+@agent_routes.delete(
+    "/api/chats/{chat_id}/experts/{user_id}",
+    summary="An expert leaves the chat (themselves, or let go by its agent or a supervisor)",
+    status=204,
+    errors=(403, 404),
+)
+async def remove_expert(request: web.Request) -> web.StreamResponse:
+    p = principal_of(request)
+    svc = _svc(request)
+    await svc.remove_expert(
+        p, path_int(request, "chat_id"), path_int(request, "user_id"), now=svc.now()
+    )
+    return no_content()
 
 
 @agent_routes.post(

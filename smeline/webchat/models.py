@@ -11,9 +11,11 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -65,6 +67,7 @@ class Satisfaction(StrEnum):
 class SenderKind(StrEnum):
     VISITOR = "visitor"
     AGENT = "agent"
+    EXPERT = "expert"  # an expert the agent invited into the chat
     SYSTEM = "system"
 
 
@@ -116,6 +119,9 @@ class Chat(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), nullable=True)
     # The last message sequence number handed out in this chat.
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # An expert was invited: served together (协同), and the lines of the chat
+    # go to the invited experts too (looked up only when this is set).
+    joint: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ChatMessage(Base):
@@ -140,6 +146,52 @@ class ChatMessage(Base):
     client_id: Mapped[str] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A line that carries a file (its body is the file's name).
+    attachment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("chat_attachments.id", ondelete="CASCADE"), nullable=True
+    )
+
+
+class ChatAttachment(Base):
+    """A file sent in a chat. Kept in the database, not on disk: it is written
+    in the same transaction as the line that carries it (an upload that fails
+    leaves nothing behind), every process of a multi-process deployment reads
+    it without a shared volume, and backups include it. The size is capped
+    (``chat_attachment_max_bytes``, 10 MiB by default)."""
+
+    __tablename__ = "chat_attachments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
+    sender_kind: Mapped[str] = mapped_column(String(8))
+    sender_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    # Cleaned for display and download (no path, no control characters).
+    filename: Mapped[str] = mapped_column(String(160))
+    # Sniffed from the bytes, never the browser's claim.
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChatExpert(Base):
+    """An expert invited into a chat by its agent. ``left_at`` NULL: still in
+    it. One active row per (chat, expert), kept by the service under the chat's
+    row lock; an expert who left may be invited again (a new row)."""
+
+    __tablename__ = "chat_experts"
+    __table_args__ = (
+        Index("ix_chat_experts_chat", "chat_id", "left_at"),
+        Index("ix_chat_experts_user", "user_id", "left_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    invited_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    invited_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class ChatIpRange(Base):

@@ -126,6 +126,13 @@ class MessageIn(Schema):
     body: MessageBody
 
 
+class AttachmentOut(Out):
+    id: int
+    filename: str
+    content_type: str = Field(description="Sniffed from the file's bytes")
+    size: int
+
+
 class MessageOut(Out):
     chat_id: int
     seq: int
@@ -133,8 +140,9 @@ class MessageOut(Out):
     sender_user_id: int | None
     sender_name: str | None
     client_id: str
-    body: str
+    body: str = Field(description="The text; for a line that carries a file, the file's name")
     created_at: datetime
+    attachment: AttachmentOut | None = None
 
 
 class MessageListQuery(QuerySchema):
@@ -202,6 +210,7 @@ class AgentChatOut(Out):
     ticket_id: int | None
     ticket_ref: str | None
     last_seq: int
+    joint: bool = Field(description="An expert was invited: served jointly (协同)")
 
 
 class ChatListOut(Out):
@@ -219,6 +228,28 @@ class TransferIn(Schema):
         if (self.to_user_id is None) == (self.window_code is None):
             raise ValueError("give exactly one of to_user_id and window_code")
         return self
+
+
+class ExpertInviteIn(Schema):
+    user_id: RowId = Field(description="A user with the expert role")
+
+
+class WindowAgentsQuery(QuerySchema):
+    window_code: Code
+
+
+class WindowAgentOut(Out):
+    user_id: int
+    display_name: str
+    window_code: str
+    online: bool
+    capacity: int
+    active_chats: int
+    free: int = Field(description="Chats they can still take (capacity - active)")
+
+
+class WindowAgentListOut(Out):
+    items: list[WindowAgentOut]
 
 
 class CapacityIn(Schema):

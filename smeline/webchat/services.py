@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from pydantic import BaseModel
 from sqlalchemy import (
@@ -70,12 +70,16 @@ from smeline.ticketing.numbering import short_ref
 from smeline.ticketing.schemas import Link, TicketCreateIn
 from smeline.ticketing.services import TicketService
 from smeline.ticketing.state_machine import ASSIGNABLE_ROLES
+from smeline.webchat import attachments
 from smeline.webchat import events as ev
+from smeline.webchat.attachments import FileKind
 from smeline.webchat.iplocation import IpAreaLookup, NoIpData
 from smeline.webchat.models import (
     CannedReply,
     Chat,
     ChatAgent,
+    ChatAttachment,
+    ChatExpert,
     ChatIpRange,
     ChatMessage,
     ChatState,
@@ -145,6 +149,7 @@ class ChatOptions:
     token_ttl: timedelta = timedelta(hours=24)
     starts_per_ip_per_minute: int = 20
     ip_ranges_refresh_seconds: float = 30.0
+    attachment_max_bytes: int = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +172,45 @@ class PostedMessage:
     message: ChatMessage
     created: bool  # False: the same client id was seen before, nothing stored
     sender_name: str | None
+    attachment: ev.AttachmentRef | None = None
+
+
+class Line(NamedTuple):
+    """A stored line as read back: the row, its sender's name, its file."""
+
+    message: ChatMessage
+    sender_name: str | None
+    attachment: ev.AttachmentRef | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewFile:
+    """A file to send: its cleaned name, its sniffed kind, its bytes."""
+
+    filename: str
+    kind: FileKind
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A file as downloaded."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSeat:
+    """An agent of a window as a transfer target."""
+
+    user_id: int
+    display_name: str
+    window_code: str
+    online: bool
+    capacity: int
+    active_chats: int
 
 
 class AssignGuard(Protocol):
@@ -243,6 +287,28 @@ _RECENT_LINES = (
     )
 )
 _INSERT_LINE = insert(ChatMessage).returning(ChatMessage.id)
+_ACTIVE_EXPERTS = (
+    select(ChatExpert.user_id)
+    .where(ChatExpert.chat_id == bindparam("chat_id"), ChatExpert.left_at.is_(None))
+    .order_by(ChatExpert.id)
+)
+_ATTACHMENT_REF = select(
+    ChatAttachment.id, ChatAttachment.filename, ChatAttachment.content_type, ChatAttachment.size
+)
+
+
+def _invited(user_id: int) -> ColumnElement[bool]:
+    return Chat.id.in_(
+        select(ChatExpert.chat_id).where(
+            ChatExpert.user_id == user_id, ChatExpert.left_at.is_(None)
+        )
+    )
+
+
+def _ref(row: Any) -> ev.AttachmentRef:
+    return ev.AttachmentRef(
+        id=row.id, filename=row.filename, content_type=row.content_type, size=row.size
+    )
 
 
 class ChatService:
@@ -311,6 +377,7 @@ class ChatService:
         *,
         user_id: int | None = None,
         client_id: str | None = None,
+        attachment: ev.AttachmentRef | None = None,
     ) -> ChatMessage:
         """A line at the end of a chat whose row this transaction holds."""
         chat.last_seq += 1
@@ -322,6 +389,7 @@ class ChatService:
             "client_id": client_id or f"sys-{secrets.token_hex(8)}",
             "body": body,
             "created_at": now,
+            "attachment_id": attachment.id if attachment is not None else None,
         }
         # A Core INSERT, not the unit of work: the line is never changed after.
         new_id = await db.scalar(_INSERT_LINE, values)
@@ -336,9 +404,18 @@ class ChatService:
                 client_id=message.client_id,
                 body=body,
                 created_at=now,
+                attachment=attachment,
+                expert_ids=await self._experts(db, chat),
             ),
         )
         return message
+
+    @staticmethod
+    async def _experts(db: AsyncSession, chat: Chat) -> list[int]:
+        """The experts in the chat now; no query for the (many) chats without one."""
+        if not chat.joint:
+            return []
+        return list(await db.scalars(_ACTIVE_EXPERTS, {"chat_id": chat.id}))
 
     async def _back_in_queue(
         self, db: AsyncSession, chat: Chat, cause: str, events: _Events
@@ -715,10 +792,16 @@ class ChatService:
         body: str,
         now: datetime,
         user_id: int | None = None,
+        file: NewFile | None = None,
     ) -> PostedMessage:
         """Idempotent: the same (chat, sender kind, client id) returns the line
-        stored the first time, whatever its body says now."""
-        if len(body) > self.options.message_max_chars:
+        stored the first time, whatever its body (or file) says now. A line
+        with ``file`` stores the file in the same transaction, its name as body."""
+        if file is not None:
+            body = file.filename
+            if len(file.data) > self.options.attachment_max_bytes:
+                raise attachments.too_large(self.options.attachment_max_bytes)
+        elif len(body) > self.options.message_max_chars:
             raise ValidationFailed(
                 "Message too long",
                 error_id="message_too_long",
@@ -737,21 +820,8 @@ class ChatService:
                     {"chat_id": chat_id, "kind": kind.value, "client_id": client_id},
                 )
                 if existing is not None:
-                    return PostedMessage(
-                        existing, False, await self._display_name(db, existing.sender_user_id)
-                    )
-                if kind is SenderKind.VISITOR and chat.state not in (_QUEUED, _ASSIGNED):
-                    raise Conflict(
-                        "The chat has ended", error_id="chat_ended", details={"state": chat.state}
-                    )
-                if kind is SenderKind.AGENT and (
-                    chat.state != _ASSIGNED or chat.agent_id != user_id
-                ):
-                    raise Conflict(
-                        "Only the agent the chat is assigned to can reply",
-                        error_id="chat_not_yours",
-                        details={"state": chat.state},
-                    )
+                    return await self._echo(db, existing)
+                await self._may_post(db, chat, kind, user_id)
                 recent = await db.scalar(
                     _RECENT_LINES,
                     {"chat_id": chat_id, "kind": kind.value, "since": now - timedelta(seconds=1)},
@@ -763,15 +833,26 @@ class ChatService:
                         details={"per_second": self.options.messages_per_second},
                         headers={"Retry-After": "1"},
                     )
+                ref: ev.AttachmentRef | None = None
+                if file is not None:
+                    ref = await self._store_file(db, chat, kind, user_id, file, now)
                 message = await self._append(
-                    db, chat, kind, body, now, events, user_id=user_id, client_id=client_id
+                    db,
+                    chat,
+                    kind,
+                    body,
+                    now,
+                    events,
+                    user_id=user_id,
+                    client_id=client_id,
+                    attachment=ref,
                 )
                 if kind is SenderKind.AGENT and chat.first_agent_reply_at is None:
                     chat.first_agent_reply_at = now
                 name = await self._display_name(db, user_id)
         except IntegrityError:
             # The same client id arrived twice at once (no row lock on SQLite):
-            # the first one won, this one is its echo.
+            # the first one won, this one is its echo (its file was rolled back).
             async with self._sessionmaker() as db:
                 existing = await db.scalar(
                     select(ChatMessage).where(
@@ -782,29 +863,114 @@ class ChatService:
                 )
                 if existing is None:
                     raise
-                return PostedMessage(
-                    existing, False, await self._display_name(db, existing.sender_user_id)
-                )
+                return await self._echo(db, existing)
         await self._publish(events)
-        return PostedMessage(message, True, name)
+        return PostedMessage(message, True, name, ref)
 
-    async def messages(
-        self, chat_id: int, *, since: int, limit: int
-    ) -> tuple[list[tuple[ChatMessage, str | None]], int]:
+    async def _echo(self, db: AsyncSession, existing: ChatMessage) -> PostedMessage:
+        ref = None
+        if existing.attachment_id is not None:
+            row = (
+                await db.execute(_ATTACHMENT_REF.where(ChatAttachment.id == existing.attachment_id))
+            ).first()
+            ref = _ref(row) if row is not None else None
+        name = await self._display_name(db, existing.sender_user_id)
+        return PostedMessage(existing, False, name, ref)
+
+    async def _may_post(
+        self, db: AsyncSession, chat: Chat, kind: SenderKind, user_id: int | None
+    ) -> None:
+        if kind is SenderKind.VISITOR and chat.state not in (_QUEUED, _ASSIGNED):
+            raise Conflict(
+                "The chat has ended", error_id="chat_ended", details={"state": chat.state}
+            )
+        if kind is SenderKind.AGENT and (chat.state != _ASSIGNED or chat.agent_id != user_id):
+            raise Conflict(
+                "Only the agent the chat is assigned to can reply",
+                error_id="chat_not_yours",
+                details={"state": chat.state},
+            )
+        if kind is SenderKind.EXPERT and (
+            chat.state != _ASSIGNED or user_id not in await self._experts(db, chat)
+        ):
+            raise Conflict(
+                "Only an expert in a going chat can write in it",
+                error_id="chat_not_yours",
+                details={"state": chat.state},
+            )
+
+    async def _store_file(
+        self,
+        db: AsyncSession,
+        chat: Chat,
+        kind: SenderKind,
+        user_id: int | None,
+        file: NewFile,
+        now: datetime,
+    ) -> ev.AttachmentRef:
+        row = ChatAttachment(
+            chat_id=chat.id,
+            sender_kind=kind.value,
+            sender_user_id=user_id,
+            filename=file.filename,
+            content_type=file.kind.content_type,
+            size=len(file.data),
+            sha256=hashlib.sha256(file.data).hexdigest(),
+            data=file.data,
+            created_at=now,
+        )
+        db.add(row)
+        await db.flush()
+        return ev.AttachmentRef(
+            id=row.id, filename=row.filename, content_type=row.content_type, size=row.size
+        )
+
+    async def messages(self, chat_id: int, *, since: int, limit: int) -> tuple[list[Line], int]:
         async with self._sessionmaker() as db:
             last_seq = await db.scalar(select(Chat.last_seq).where(Chat.id == chat_id))
             if last_seq is None:
                 raise NotFound("No such chat", error_id="chat_not_found")
             rows = (
                 await db.execute(
-                    select(ChatMessage, User.display_name)
+                    select(
+                        ChatMessage,
+                        User.display_name,
+                        ChatAttachment.filename,
+                        ChatAttachment.content_type,
+                        ChatAttachment.size,
+                    )
                     .outerjoin(User, User.id == ChatMessage.sender_user_id)
+                    .outerjoin(ChatAttachment, ChatAttachment.id == ChatMessage.attachment_id)
                     .where(ChatMessage.chat_id == chat_id, ChatMessage.seq > since)
                     .order_by(ChatMessage.seq)
                     .limit(limit)
                 )
             ).all()
-        return [(m, name) for m, name in rows], int(last_seq)
+        lines = [
+            Line(
+                m,
+                name,
+                ev.AttachmentRef(
+                    id=m.attachment_id, filename=filename, content_type=ctype, size=size
+                )
+                if m.attachment_id is not None
+                else None,
+            )
+            for m, name, filename, ctype, size in rows
+        ]
+        return lines, int(last_seq)
+
+    async def attachment(self, chat_id: int, attachment_id: int) -> StoredFile:
+        """A file of ``chat_id`` (the caller checked who may read the chat)."""
+        async with self._sessionmaker() as db:
+            row = await db.scalar(
+                select(ChatAttachment).where(
+                    ChatAttachment.id == attachment_id, ChatAttachment.chat_id == chat_id
+                )
+            )
+        if row is None:
+            raise NotFound("No such attachment", error_id="attachment_not_found")
+        return StoredFile(row.filename, row.content_type, row.data)
 
     async def _principal_for_tickets(self) -> Principal:
         """The account work orders from web chat are created by (never able to log in)."""
@@ -939,6 +1105,7 @@ class ChatService:
                 end_reason=reason.value,
                 satisfaction=chat.satisfaction,
                 ticket_id=chat.ticket_id,
+                expert_ids=await self._experts(db, chat),
             ),
         )
 
@@ -979,6 +1146,15 @@ class ChatService:
         return mine
 
     async def _scoped(self, db: AsyncSession, p: Principal, chat_id: int) -> Chat:
+        if p.role is Role.EXPERT:
+            # An expert reads only the chats they are in now.
+            chat = await db.scalar(select(Chat).where(Chat.id == chat_id, _invited(p.user_id)))
+            if chat is None:
+                raise Forbidden(
+                    "Experts see the chats they are invited to only",
+                    error_id="chat_not_invited",
+                )
+            return chat
         p.require(Permission.TELEPHONY_AGENT)
         stmt: Select[Chat] = select(Chat).where(Chat.id == chat_id)
         condition = self._visibility(p)
@@ -1289,6 +1465,7 @@ class ChatService:
 
     async def accept(self, p: Principal, chat_id: int, *, now: datetime) -> Chat:
         """The agent takes a queued chat of their scope (the claim, by hand)."""
+        p.require(Permission.TELEPHONY_AGENT)
         async with self._sessionmaker() as db:
             await self._scoped(db, p, chat_id)
         if self.assign_guard is not None:
@@ -1319,12 +1496,203 @@ class ChatService:
         await self.check_agent_scope(p, chat_id)
         return await self.post_message(
             chat_id,
-            kind=SenderKind.AGENT,
+            kind=self.staff_kind(p),
             client_id=client_id,
             body=body,
             now=now,
             user_id=p.user_id,
         )
+
+    @staticmethod
+    def staff_kind(p: Principal) -> SenderKind:
+        """How a staff member's lines are marked: an invited expert, or the desk."""
+        return SenderKind.EXPERT if p.role is Role.EXPERT else SenderKind.AGENT
+
+    async def agent_file(
+        self, p: Principal, chat_id: int, *, client_id: str, file: NewFile, now: datetime
+    ) -> PostedMessage:
+        await self.check_agent_scope(p, chat_id)
+        return await self.post_message(
+            chat_id,
+            kind=self.staff_kind(p),
+            client_id=client_id,
+            body="",
+            now=now,
+            user_id=p.user_id,
+            file=file,
+        )
+
+    async def staff_attachment(self, p: Principal, chat_id: int, attachment_id: int) -> StoredFile:
+        """A file of a chat for staff: the chat's agent, an expert in it, or a
+        supervisor whose scope holds the chat — not every agent of the window
+        (they may list the chat, the visitor's files are not theirs to open)."""
+        async with self._sessionmaker() as db:
+            chat = await self._scoped(db, p, chat_id)
+        if not (
+            chat.agent_id == p.user_id
+            or p.role is Role.EXPERT  # _scoped let them through: they are in the chat
+            or p.can(Permission.TELEPHONY_SUPERVISE)
+        ):
+            raise Forbidden(
+                "Only the chat's agent, its experts or a supervisor can open its files",
+                error_id="chat_not_yours",
+                details={"agent_id": chat.agent_id},
+            )
+        return await self.attachment(chat_id, attachment_id)
+
+    # --- experts in a chat ---------------------------------------------------------------
+
+    async def invite_expert(
+        self, p: Principal, chat_id: int, user_id: int, *, now: datetime
+    ) -> Chat:
+        """The chat's agent (or a supervisor) brings an expert (a user with the
+        expert role) into a going chat: it becomes joint (协同)."""
+        p.require(Permission.TELEPHONY_AGENT)
+        async with self._sessionmaker() as db:
+            self._may_move(p, await self._scoped(db, p, chat_id))
+            expert = await db.get(User, user_id)
+            if expert is None or not expert.active or Role(expert.role) is not Role.EXPERT:
+                raise ValidationFailed(
+                    "Not an expert who can be invited",
+                    details=[field_error("user_id", "not_expert", "no active expert with this id")],
+                )
+            expert_name = expert.display_name
+        events = _Events()
+        async with self._serial(), self._sessionmaker() as db, db.begin():
+            chat = await self._locked_chat(db, chat_id)
+            self._may_move(p, chat)
+            if chat.state != _ASSIGNED:
+                raise Conflict(
+                    "Experts join a chat an agent is serving",
+                    error_id="chat_not_assigned",
+                    details={"state": chat.state},
+                )
+            if user_id in await self._experts(db, chat):
+                raise Conflict("The expert is already in the chat", error_id="chat_expert_already")
+            db.add(
+                ChatExpert(
+                    chat_id=chat.id, user_id=user_id, invited_by_id=p.user_id, invited_at=now
+                )
+            )
+            chat.joint = True
+            await db.flush()
+            # The expert's console learns of the chat before its next line.
+            events.add(
+                ev.CHAT_EXPERT_INVITED,
+                ev.ChatExpertEvent(
+                    **_base(chat),
+                    expert_id=user_id,
+                    by_user_id=p.user_id,
+                    visitor_name=chat.visitor_name,
+                    company=chat.company,
+                ),
+            )
+            text = TEXTS["expert_joined"].format(expert=expert_name)
+            await self._append(db, chat, SenderKind.SYSTEM, text, now, events)
+        await self._publish(events)
+        logger.info("chat %s: expert user_id=%s invited by user_id=%s", chat_id, user_id, p.user_id)
+        return chat
+
+    async def remove_expert(
+        self, p: Principal, chat_id: int, user_id: int, *, now: datetime
+    ) -> Chat:
+        """The expert leaves, or the chat's agent (a supervisor) lets them go."""
+        async with self._sessionmaker() as db:
+            chat = await self._scoped(db, p, chat_id)
+            if p.user_id != user_id:
+                self._may_move(p, chat)
+            expert_name = await self._display_name(db, user_id) or ""
+        events = _Events()
+        async with self._serial(), self._sessionmaker() as db, db.begin():
+            chat = await self._locked_chat(db, chat_id)
+            row = await db.scalar(
+                select(ChatExpert)
+                .where(
+                    ChatExpert.chat_id == chat_id,
+                    ChatExpert.user_id == user_id,
+                    ChatExpert.left_at.is_(None),
+                )
+                .order_by(ChatExpert.id)
+                .limit(1)
+            )
+            if row is None:
+                raise NotFound("The expert is not in the chat", error_id="chat_expert_not_found")
+            row.left_at = now
+            events.add(
+                ev.CHAT_EXPERT_LEFT,
+                ev.ChatExpertEvent(
+                    **_base(chat),
+                    expert_id=user_id,
+                    by_user_id=p.user_id,
+                    visitor_name=chat.visitor_name,
+                    company=chat.company,
+                ),
+            )
+            await db.flush()
+            if chat.state in (_QUEUED, _ASSIGNED):
+                text = TEXTS["expert_left"].format(expert=expert_name)
+                await self._append(db, chat, SenderKind.SYSTEM, text, now, events)
+        await self._publish(events)
+        return chat
+
+    async def invited_chats(self, p: Principal) -> list[ChatView]:
+        """The going chats ``p`` is an expert in, newest first."""
+        async with self._sessionmaker() as db:
+            chats = list(
+                await db.scalars(
+                    select(Chat)
+                    .where(_invited(p.user_id), Chat.state == _ASSIGNED)
+                    .order_by(Chat.id.desc())
+                    .limit(100)
+                )
+            )
+            return [ChatView(c, None, await self._display_name(db, c.agent_id)) for c in chats]
+
+    async def window_agents(self, p: Principal, window_code: str) -> list[AgentSeat]:
+        """The agents of a window as transfer targets: online for chat, and
+        their chats in hand against their capacity."""
+        p.require(Permission.TELEPHONY_AGENT)
+        if window_code not in self._reference.data.windows:
+            raise ValidationFailed(
+                "Unknown window",
+                details=[field_error("window_code", "unknown", "no such window")],
+            )
+        active = (
+            select(func.count())
+            .select_from(Chat)
+            .where(Chat.agent_id == User.id, Chat.state == _ASSIGNED)
+            .scalar_subquery()
+        )
+        async with self._sessionmaker() as db:
+            rows = (
+                await db.execute(
+                    select(
+                        User.id,
+                        User.display_name,
+                        ChatAgent.capacity,
+                        ChatAgent.connections,
+                        active,
+                    )
+                    .outerjoin(ChatAgent, ChatAgent.user_id == User.id)
+                    .where(
+                        User.window_code == window_code,
+                        User.active.is_(True),
+                        User.role.in_([r.value for r in ASSIGNABLE_ROLES]),
+                    )
+                    .order_by(User.display_name, User.id)
+                )
+            ).all()
+        return [
+            AgentSeat(
+                user_id=user_id,
+                display_name=name,
+                window_code=window_code,
+                online=bool(connections),
+                capacity=capacity or self.options.capacity,
+                active_chats=int(count or 0),
+            )
+            for user_id, name, capacity, connections, count in rows
+        ]
 
     def _may_move(self, p: Principal, chat: Chat) -> None:
         if chat.agent_id == p.user_id:

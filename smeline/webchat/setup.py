@@ -51,6 +51,7 @@ def build_chat(
         bus=bus,
         options=ChatOptions(
             capacity=settings.chat_agent_capacity,
+            attachment_max_bytes=settings.chat_attachment_max_bytes,
             requeue_grace=timedelta(seconds=settings.chat_requeue_grace_seconds),
             message_max_chars=settings.chat_message_max_chars,
             messages_per_second=settings.chat_messages_per_second,

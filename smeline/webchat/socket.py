@@ -26,6 +26,7 @@ from smeline.errors import Conflict, NotFound
 from smeline.realtime.bridge import CHAT_TYPING, Bridge, ChatFacts, ChatQueue
 from smeline.realtime.rooms import AGENT_NAMESPACE, VISITOR_NAMESPACE
 from smeline.realtime.server import Realtime, SocketContext
+from smeline.webchat.events import AttachmentRef
 from smeline.webchat.models import ChatMessage, ChatState, SenderKind
 from smeline.webchat.schemas import ClientId, MessageBody
 from smeline.webchat.services import ChatService, ChatView
@@ -85,15 +86,23 @@ class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class AttachmentOut(_Out):
+    id: int
+    filename: str
+    content_type: str
+    size: int
+
+
 class MessageOut(_Out):
     id: str  # "<chat id>:<seq>"
     seq: int
     chat_id: int
-    sender_kind: Literal["visitor", "agent", "system"]
+    sender_kind: Literal["visitor", "agent", "expert", "system"]
     sender_name: str | None
     body: str
     client_id: str | None
     created_at: datetime
+    attachment: AttachmentOut | None = None
 
 
 class ChatStateOut(_Out):
@@ -145,7 +154,9 @@ class FetchedOut(_Out):
     last_seq: int
 
 
-def message_out(message: ChatMessage, sender_name: str | None) -> MessageOut:
+def message_out(
+    message: ChatMessage, sender_name: str | None, attachment: AttachmentRef | None = None
+) -> MessageOut:
     return MessageOut(
         id=f"{message.chat_id}:{message.seq}",
         seq=message.seq,
@@ -155,6 +166,7 @@ def message_out(message: ChatMessage, sender_name: str | None) -> MessageOut:
         body=message.body,
         client_id=message.client_id,
         created_at=message.created_at,
+        attachment=AttachmentOut(**attachment.model_dump()) if attachment is not None else None,
     )
 
 
@@ -186,7 +198,7 @@ class ChatSocket:
     async def _fetched(self, view: ChatView, since: int) -> FetchedOut:
         rows, last_seq = await self._chat.messages(view.chat.id, since=since, limit=FETCH_LIMIT)
         return FetchedOut(
-            messages=[message_out(m, name) for m, name in rows],
+            messages=[message_out(*line) for line in rows],
             state=state_out(view),
             last_seq=last_seq,
         )
@@ -202,7 +214,7 @@ class ChatSocket:
             body=body.body,
             now=self._chat.now(),
         )
-        return SentOut(message=message_out(posted.message, posted.sender_name))
+        return SentOut(message=message_out(posted.message, posted.sender_name, posted.attachment))
 
     async def visitor_fetch(self, context: SocketContext, body: VisitorFetchIn) -> FetchedOut:
         chat_id = int(context.visitor_identity().chat_id)
@@ -226,7 +238,7 @@ class ChatSocket:
             body=body.body,
             now=self._chat.now(),
         )
-        return SentOut(message=message_out(posted.message, posted.sender_name))
+        return SentOut(message=message_out(posted.message, posted.sender_name, posted.attachment))
 
     async def agent_fetch(self, context: SocketContext, body: AgentFetchIn) -> FetchedOut:
         view = await self._chat.get_for_agent(context.staff(), body.chat_id)

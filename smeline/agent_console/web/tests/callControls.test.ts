@@ -393,3 +393,28 @@ describe('the console', () => {
     wrapper.unmount()
   })
 })
+
+describe('the console of an invited expert', () => {
+  it('starts the chat panel with the chats I was invited into and nothing of calls', async () => {
+    sessionStorage.clear()
+    const { session, calls } = sessionOn({
+      'GET /api/health': { status: 200, body: { status: 'ok', version: '0.1.0', database: 'pg', redis: true, telephony: 'not_configured' } },
+      'GET /api/tickets': { status: 200, body: { items: [], next_cursor: null } },
+      'GET /api/chats': { status: 403, body: { error: { id: 'permission_denied', message: 'no' } } },
+      'GET /api/chats/invited': { status: 200, body: { items: [] } },
+    })
+    session.setUser({ ...AGENT, id: 21, username: 'expert1', role: 'expert', window_code: null })
+    const router = createRouter({ history: createMemoryHistory(), routes: [{ path: '/', name: 'console', component: ConsoleView }] })
+    const socket = new FakeSocket()
+    const { provide } = provideSession(session)
+    const wrapper = mount(ConsoleView, { global: { provide: { ...provide, [LIVE_KEY as symbol]: () => socket }, plugins: [router] }, attachTo: document.body })
+    await flushPromises()
+    socket.open()
+    await flushPromises()
+    const paths = calls.map((c) => `${c.method} ${c.path.split('?')[0]}`)
+    expect(paths).toContain('GET /api/chats/invited')
+    expect(paths.filter((p) => p.includes('/api/telephony/calls') || p.includes('/api/screen-pop'))).toEqual([])
+    expect(wrapper.find('[data-test="chat-panel"]').exists()).toBe(true)
+    wrapper.unmount()
+  })
+})

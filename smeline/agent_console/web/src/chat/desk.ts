@@ -7,9 +7,9 @@ import { ApiError, type ApiClient } from '../api'
 import { ContactsApi, contactKey, type OpenedTicket, type PendingContact } from '../contacts/api'
 import { pushedPayload, request, type LiveSocket } from '../live/request'
 import { lookUpPhone, type PopLookup } from '../screenpop/api'
-import { ChatApi, type AgentChat, type CannedReply, type TransferTarget } from './api'
-import { Conversation, type ConversationOptions } from './conversation'
-import type { AssignedPush, ChatMessage, EndedPush, FetchResult, QueuePush, TypingPush } from './types'
+import { ChatApi, type AgentChat, type CannedReply, type ExpertUser, type TransferTarget, type WindowAgent } from './api'
+import { Conversation, newClientId, type ConversationOptions } from './conversation'
+import type { AssignedPush, ChatMessage, EndedPush, FetchResult, InvitedPush, QueuePush, TypingPush } from './types'
 
 export interface DeskChat {
   id: number
@@ -21,6 +21,10 @@ export interface DeskChat {
   unread: number
   /** The screen pop's history (/api/screen-pop?phone=…): previous calls, chats, work orders. */
   history: PopLookup
+  /** 'expert': I was invited into this chat (I write as an expert, I may leave). */
+  as: 'agent' | 'expert'
+  /** A file of mine being uploaded (its name), or null. */
+  uploading: string | null
 }
 
 export interface DeskState {
@@ -52,6 +56,15 @@ export interface ChatDesk {
   dismiss(chatId: number): void
   refreshPending(): Promise<void>
   refreshQueued(): Promise<void>
+  /** Send a file into the chat (REST multipart); false with state.error on a refusal. */
+  upload(chatId: number, file: File): Promise<boolean>
+  inviteExpert(chatId: number, userId: number): Promise<boolean>
+  /** An invited expert leaves the chat. */
+  leave(chatId: number): Promise<boolean>
+  /** Transfer targets: the window's agents with their free capacity. */
+  windowAgents(windowCode: string): Promise<WindowAgent[]>
+  experts(): Promise<ExpertUser[]>
+  attachmentUrl(chatId: number, attachmentId: number): string
   /** True while a wrap-up is owed: no next contact before it. */
   wrapupOwed(): boolean
   readonly contacts: ContactsApi
@@ -64,6 +77,9 @@ export interface DeskOptions {
    * rooms do not survive a reconnect) brings the queue counts (`chat.queue`).
    */
   windowCode?: string | null
+  /** For the file uploads (tests): the fetch and the cookies (the CSRF token) they use. */
+  fetch?: (input: string, init?: RequestInit) => Promise<Response>
+  cookies?: () => string
 }
 
 function fromDetail(c: AgentChat): AssignedPush {
@@ -80,7 +96,7 @@ function fromDetail(c: AgentChat): AssignedPush {
 }
 
 export function createChatDesk(api: ApiClient, socket: LiveSocket, options: DeskOptions = {}): ChatDesk {
-  const chats = new ChatApi(api)
+  const chats = new ChatApi(api, { fetch: options.fetch, cookies: options.cookies })
   const contacts = new ContactsApi(api)
   const state = reactive<DeskState>({
     connected: socket.connected,
@@ -104,7 +120,7 @@ export function createChatDesk(api: ApiClient, socket: LiveSocket, options: Desk
     return false
   }
 
-  function open(pop: AssignedPush, detail: AgentChat | null): DeskChat {
+  function open(pop: AssignedPush, detail: AgentChat | null, as: 'agent' | 'expert' = 'agent'): DeskChat {
     const existing = find(pop.chat_id)
     if (existing) {
       if (detail) existing.detail = detail
@@ -120,7 +136,7 @@ export function createChatDesk(api: ApiClient, socket: LiveSocket, options: Desk
           socket.emit('chat.typing', { chat_id: chatId, typing })
         },
       },
-      'agent',
+      as,
       options.conversation,
     )
     state.chats.push({
@@ -132,6 +148,8 @@ export function createChatDesk(api: ApiClient, socket: LiveSocket, options: Desk
       endReason: detail?.end_reason ?? null,
       unread: 0,
       history: { status: 'loading' },
+      as,
+      uploading: null,
     })
     if (state.activeId === null) state.activeId = chatId
     // Through the reactive array, so that Vue sees what the conversation changes.
@@ -173,7 +191,13 @@ export function createChatDesk(api: ApiClient, socket: LiveSocket, options: Desk
       const chat = find(message.chat_id)
       if (!chat) return
       chat.conversation.receive(message)
-      if (state.activeId !== chat.id && message.sender_kind === 'visitor') chat.unread += 1
+      if (state.activeId !== chat.id && message.sender_kind !== 'system' && message.sender_kind !== chat.as) chat.unread += 1
+    },
+    'chat.invited': (raw: unknown) => {
+      const pop = pushedPayload<InvitedPush>(raw)
+      const chat = open(pop, null, 'expert')
+      chat.ended = false
+      state.activeId = chat.id
     },
     'chat.typing': (raw: unknown) => {
       const push = pushedPayload<TypingPush>(raw)
@@ -206,6 +230,14 @@ export function createChatDesk(api: ApiClient, socket: LiveSocket, options: Desk
       if (socket.connected) handlers.connect?.(undefined as never)
       const [mine, canned] = await Promise.allSettled([chats.mine(), chats.cannedReplies()])
       if (mine.status === 'fulfilled') for (const c of mine.value.items) open(fromDetail(c), c)
+      else if (mine.reason instanceof ApiError && mine.reason.status === 403) {
+        // An expert has no desk of their own: their chats are those they were invited to.
+        try {
+          for (const c of (await chats.invited()).items) open(fromDetail(c), c, 'expert')
+        } catch {
+          // Nothing to show then; the invitations still arrive by push.
+        }
+      }
       if (canned.status === 'fulfilled') state.canned = canned.value.items
       await Promise.allSettled([desk.refreshPending(), desk.refreshQueued()])
     },
@@ -285,6 +317,61 @@ export function createChatDesk(api: ApiClient, socket: LiveSocket, options: Desk
     },
     wrapupOwed() {
       return state.pending.some((p) => p.required !== false)
+    },
+    async upload(chatId, file) {
+      state.error = null
+      const chat = find(chatId)
+      if (!chat) return false
+      chat.uploading = file.name
+      try {
+        chat.conversation.receive(await chats.upload(chatId, newClientId(), file))
+        return true
+      } catch (error) {
+        return fail(error)
+      } finally {
+        chat.uploading = null
+      }
+    },
+    async inviteExpert(chatId, userId) {
+      state.error = null
+      try {
+        const detail = await chats.inviteExpert(chatId, userId)
+        const chat = find(chatId)
+        if (chat) chat.detail = detail
+        return true
+      } catch (error) {
+        return fail(error)
+      }
+    },
+    async leave(chatId) {
+      state.error = null
+      try {
+        const me = await api.me()
+        await chats.leave(chatId, me.id)
+        desk.dismiss(chatId)
+        return true
+      } catch (error) {
+        return fail(error)
+      }
+    },
+    async windowAgents(windowCode) {
+      try {
+        return (await chats.windowAgents(windowCode)).items
+      } catch (error) {
+        fail(error)
+        return []
+      }
+    },
+    async experts() {
+      try {
+        return (await chats.experts()).items
+      } catch (error) {
+        fail(error)
+        return []
+      }
+    },
+    attachmentUrl(chatId, attachmentId) {
+      return chats.attachmentUrl(chatId, attachmentId)
     },
   }
   return desk

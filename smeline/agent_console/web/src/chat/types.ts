@@ -1,6 +1,6 @@
 // The chat socket contract (docs/widget.md, docs/console.md): message objects
 // and the pushes both sides hear.
-export type SenderKind = 'visitor' | 'agent' | 'system'
+export type SenderKind = 'visitor' | 'agent' | 'expert' | 'system'
 export type ChatState = 'queued' | 'assigned' | 'ended' | 'left_message'
 
 export interface ChatMessage {
@@ -14,6 +14,17 @@ export interface ChatMessage {
   body: string
   client_id: string | null
   created_at: string
+  /** A line that carries a file (its body is the file's name). */
+  attachment?: Attachment | null
+}
+
+/** A file sent in a chat; its bytes are fetched from the API. */
+export interface Attachment {
+  id: number
+  filename: string
+  /** Sniffed by the server from the bytes. */
+  content_type: string
+  size: number
 }
 
 export interface FetchResult {
@@ -50,6 +61,11 @@ export interface AssignedPush {
   category_code: string
   routing_reason: string
   created_at: string
+}
+
+/** chat.invited: an expert was brought into a chat (their screen pop). */
+export interface InvitedPush extends AssignedPush {
+  agent_name: string | null
 }
 
 export interface QueuePush {

@@ -3,7 +3,8 @@
 // the smeline origin named by the script tag, without cookies: the visitor
 // token (X-Chat-Token) is the only credential.
 import { ApiError } from '../api'
-import type { ChatState } from '../chat/types'
+import { uploadFile } from '../chat/attachments'
+import type { ChatMessage, ChatState } from '../chat/types'
 
 export type Fetch = (input: string, init?: RequestInit) => Promise<Response>
 
@@ -98,5 +99,35 @@ export class VisitorApi {
 
   end(): Promise<VisitorChat> {
     return this.call('POST', `/api/chat/${this.chatId ?? 0}/end`)
+  }
+
+  /** Send a file (multipart); the stored line, or an ApiError (attachment_too_large …). */
+  upload(clientId: string, file: File): Promise<ChatMessage> {
+    return uploadFile(`${this.base}/api/chat/${this.chatId ?? 0}/attachments`, clientId, file, file.name, {
+      fetch: this.fetchImpl,
+      headers: this.token ? { 'X-Chat-Token': this.token } : {},
+      credentials: 'omit',
+      mode: 'cors',
+    })
+  }
+
+  /**
+   * A file's bytes: the token is a header, which an <img src> or a link
+   * cannot send, so the widget shows and saves files through blob URLs.
+   */
+  async download(attachmentId: number): Promise<Blob> {
+    let response: Response
+    try {
+      response = await this.fetchImpl(`${this.base}/api/chat/${this.chatId ?? 0}/attachments/${attachmentId}`, {
+        method: 'GET',
+        headers: this.token ? { 'X-Chat-Token': this.token } : {},
+        mode: 'cors',
+        credentials: 'omit',
+      })
+    } catch {
+      throw new ApiError(0, 'network')
+    }
+    if (!response.ok) throw new ApiError(response.status, response.status === 404 ? 'attachment_not_found' : 'unknown')
+    return response.blob()
   }
 }

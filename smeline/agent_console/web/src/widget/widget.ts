@@ -4,8 +4,9 @@
 // portal's styles do not reach in, ours do not leak out); no Vue, no Element
 // Plus. Closing the panel without rating is "no answer": nothing is sent.
 import { ApiError } from '../api'
-import { Conversation, lineLength } from '../chat/conversation'
-import type { ChatMessage, ChatState, EndedPush, FetchResult, StatePush, TypingPush } from '../chat/types'
+import { ACCEPT, DEFAULT_MAX_BYTES, formatSize, isImage, precheck } from '../chat/attachments'
+import { Conversation, lineLength, newClientId } from '../chat/conversation'
+import type { Attachment, ChatMessage, ChatState, EndedPush, FetchResult, StatePush, TypingPush } from '../chat/types'
 import { t, tDynamic } from '../i18n'
 import type { MessageKey } from '../i18n'
 import { pushedPayload, request, type LiveSocket } from '../live/request'
@@ -74,6 +75,9 @@ export class ChatWidget {
   private typing: HTMLElement | null = null
   /** The socket was up once: down now means reconnecting, not connecting. */
   private wasConnected = false
+  /** Blob URLs of the chat's files, fetched once each (the lines are redrawn often). */
+  private readonly files = new Map<number, Promise<string>>()
+  private uploading: string | null = null
 
   constructor(host: HTMLElement, options: WidgetOptions) {
     this.options = options
@@ -300,6 +304,8 @@ export class ChatWidget {
     if (all) {
       this.conversation?.dispose()
       this.conversation = null
+      for (const url of this.files.values()) void url.then((u) => URL.revokeObjectURL(u), () => undefined)
+      this.files.clear()
     }
   }
 
@@ -312,6 +318,16 @@ export class ChatWidget {
     const count = h('small', { class: 'count', 'data-test': 'widget-count' }, [t('chat.count', { count: 0, max })])
     const problem = h('small', { class: 'error', 'data-test': 'widget-send-error' })
     const send = h('button', { type: 'button', class: 'primary', 'data-test': 'widget-send' }, [t('chat.send')])
+    const picker = h('input', { type: 'file', accept: ACCEPT, hidden: true, 'data-test': 'widget-file-input' })
+    const attach = h('button', { type: 'button', title: t('chat.attachHint', { max: formatSize(DEFAULT_MAX_BYTES) }), 'data-test': 'widget-attach' }, [
+      t('widget.attach'),
+    ])
+    attach.addEventListener('click', () => picker.click())
+    picker.addEventListener('change', () => {
+      const file = picker.files?.[0]
+      picker.value = ''
+      if (file) void this.sendFile(file, problem)
+    })
     const leave = h('button', { type: 'button', 'data-test': 'widget-leave' }, [t('widget.leaveInstead')])
     const end = h('button', { type: 'button', 'data-test': 'widget-end' }, [t('widget.end')])
     const updateCount = (): void => {
@@ -351,12 +367,72 @@ export class ChatWidget {
       this.stopChat(false)
       this.show('rating')
     })
-    const compose = h('div', { class: 'compose' }, [text, h('div', { class: 'row' }, [count, problem]), h('div', { class: 'row' }, [leave, end, send])])
+    const compose = h('div', { class: 'compose' }, [
+      text,
+      h('div', { class: 'row' }, [count, problem]),
+      h('div', { class: 'row' }, [picker, attach, leave, end, send]),
+    ])
     queueMicrotask(() => {
       this.renderStatus()
       this.renderLines()
     })
     return [this.status, this.lines, this.typing, compose]
+  }
+
+  /** A file into the chat; a refusal is said in Chinese under the input. */
+  async sendFile(file: File, problem: HTMLElement): Promise<void> {
+    const refused = precheck(file)
+    if (refused) {
+      problem.textContent = tDynamic(`error.${refused}`, 'error.unknown')
+      return
+    }
+    problem.textContent = ''
+    this.uploading = file.name
+    this.renderLines()
+    try {
+      const line = await this.api.upload(newClientId(), file)
+      this.conversation?.receive(line)
+    } catch (error) {
+      problem.textContent = error instanceof ApiError ? error.message : t('error.unknown')
+    } finally {
+      this.uploading = null
+      this.renderLines()
+    }
+  }
+
+  private fileUrl(attachmentId: number): Promise<string> {
+    let url = this.files.get(attachmentId)
+    if (!url) {
+      url = this.api.download(attachmentId).then((blob) => URL.createObjectURL(blob))
+      url.catch(() => this.files.delete(attachmentId))
+      this.files.set(attachmentId, url)
+    }
+    return url
+  }
+
+  private renderFile(file: Attachment): HTMLElement {
+    const link = h('a', { href: '#', download: file.filename, rel: 'noopener', 'data-test': 'widget-file-link' }, [file.filename])
+    const box = h('div', { class: 'bubble file', 'data-test': 'widget-file' }, [link, h('small', { 'data-test': 'widget-file-size' }, [formatSize(file.size)])])
+    const useUrl = (url: string): void => {
+      link.setAttribute('href', url)
+    }
+    if (isImage(file.content_type)) {
+      const img = h('img', { alt: file.filename, class: 'thumb', 'data-test': 'widget-thumb' })
+      box.prepend(img)
+      void this.fileUrl(file.id).then((url) => {
+        img.setAttribute('src', url)
+        useUrl(url)
+      }, () => undefined)
+    }
+    link.addEventListener('click', (event) => {
+      if (link.getAttribute('href') !== '#') return
+      event.preventDefault()
+      void this.fileUrl(file.id).then((url) => {
+        useUrl(url)
+        link.click()
+      }, () => undefined)
+    })
+    return box
   }
 
   private renderStatus(): void {
@@ -378,12 +454,24 @@ export class ChatWidget {
     if (!this.lines || !conversation) return
     clear(this.lines)
     for (const m of conversation.messages) {
-      const who = m.sender_kind === 'visitor' ? t('chat.me') : m.sender_kind === 'system' ? t('chat.system') : (m.sender_name ?? t('widget.agent'))
+      const who =
+        m.sender_kind === 'visitor'
+          ? t('chat.me')
+          : m.sender_kind === 'system'
+            ? t('chat.system')
+            : m.sender_kind === 'expert'
+              ? `${t('widget.expert')} ${m.sender_name ?? ''}`.trim()
+              : (m.sender_name ?? t('widget.agent'))
       this.lines.append(
         h('div', { class: `line line--${m.sender_kind}`, 'data-test': 'widget-line' }, [
           h('small', {}, [who]),
-          h('div', { class: 'bubble' }, [m.body]),
+          m.attachment ? this.renderFile(m.attachment) : h('div', { class: 'bubble' }, [m.body]),
         ]),
+      )
+    }
+    if (this.uploading) {
+      this.lines.append(
+        h('div', { class: 'line line--visitor pending', 'data-test': 'widget-uploading' }, [h('small', {}, [t('widget.uploading', { name: this.uploading })])]),
       )
     }
     for (const o of conversation.outgoing) {
