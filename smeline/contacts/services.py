@@ -145,6 +145,12 @@ def _pending_chat_conditions(
     ]
 
 
+# Built once: an alias of a mapped class sets up its column collections when
+# it is made, which cost ~15 ms of CPU per chat claim when done per call.
+_PENDING_CALL = aliased(CallRecord, name="pending_call")
+_PENDING_CHAT = aliased(Chat, name="pending_chat")
+
+
 class ContactService:
     def __init__(
         self,
@@ -180,8 +186,7 @@ class ContactService:
         if not self.required_in(window_code):
             return None
         cutoff = now - self.options.pending_window
-        call = aliased(CallRecord)
-        chat = aliased(Chat)
+        call, chat = _PENDING_CALL, _PENDING_CHAT
         pending_call = select(call.id).where(*_pending_call_conditions(call, user_id, cutoff))
         pending_chat = select(chat.id).where(*_pending_chat_conditions(chat, user_id, cutoff))
         return and_(~pending_call.exists(), ~pending_chat.exists())
