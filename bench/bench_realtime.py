@@ -93,6 +93,10 @@ class Server:
         return 0.0
 
 
+#: Extra settings for the servers (``--set KEY=VALUE``, e.g. gc_refreeze_seconds=0).
+SERVER_ENV: dict[str, str] = {}
+
+
 def start_server(
     db_url: str, workdir: Path, redis_url: str | None, capacity: int, profile: Path | None = None
 ) -> Server:
@@ -114,10 +118,13 @@ def start_server(
     )
     if redis_url:
         env["SMELINE_REDIS_URL"] = redis_url
+    env.update(SERVER_ENV)
     # Instrumented serve: GC pauses inside the measurement window (SIGUSR1..2),
     # and a pyinstrument profile when asked.
     module = "bench.profiled_serve"
     env["SMELINE_BENCH_GC"] = str(workdir / f"gc-{port}.json")
+    if os.environ.get("SMELINE_BENCH_GC_DETAIL"):
+        env["SMELINE_BENCH_GC_DETAIL"] = os.environ["SMELINE_BENCH_GC_DETAIL"]
     if profile is not None:
         env["SMELINE_BENCH_PROFILE"] = str(profile)
     output = workdir / f"serve-{port}.out"
@@ -594,6 +601,13 @@ async def measure(
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.bench_realtime", description=__doc__)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the servers, e.g. --set gc_refreeze_seconds=0",
+    )
     p.add_argument("--connections", type=int, default=10_000)
     p.add_argument("--chats", type=int, default=3_000)
     p.add_argument("--agents", type=int, default=300)
@@ -614,9 +628,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        SERVER_ENV["SMELINE_" + key.strip().upper()] = value.strip()
     run_id = time.strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
     result = asyncio.run(run(args, run_id))
+    result["server_settings"] = dict(SERVER_ENV)
     targets = {
         "rss_gb": TARGET_RSS_GB,
         "chat_p99_ms": TARGET_CHAT_P99_MS,

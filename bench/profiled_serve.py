@@ -27,11 +27,14 @@ class GcPauses:
         self.recording = False
         self.started = 0.0
         self.pauses: list[tuple[int, float, int]] = []  # generation, ms, collected
+        self.details: list[dict[str, Any]] = []
 
     def callback(self, phase: str, info: dict[str, int]) -> None:
         if not self.recording:
             return
         if phase == "start":
+            if DETAIL and len(self.details) < 20:
+                self.details.append(young_census(info.get("generation", 0)))
             self.started = time.perf_counter()
             return
         ms = (time.perf_counter() - self.started) * 1000
@@ -46,7 +49,34 @@ class GcPauses:
                 "total_ms": round(sum(ms), 1),
                 "max_ms": round(ms[-1], 1) if ms else 0.0,
             }
-        return {"by_generation": by_gen, "frozen_objects": gc.get_freeze_count()}
+        return {
+            "by_generation": by_gen,
+            "frozen_objects": gc.get_freeze_count(),
+            "young_census": self.details,
+        }
+
+
+#: SMELINE_BENCH_GC_DETAIL=1: before some collections, what the young
+#: generations hold (objects by type, and the types with the most references:
+#: a collection's cost is the references it follows). Diagnosis only: slow.
+DETAIL = os.environ.get("SMELINE_BENCH_GC_DETAIL") == "1"
+
+
+def young_census(generation: int) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    refs: dict[str, int] = {}
+    objects = [o for g in range(generation + 1) for o in gc.get_objects(g)]
+    for obj in objects:
+        name = type(obj).__qualname__
+        counts[name] = counts.get(name, 0) + 1
+        refs[name] = refs.get(name, 0) + len(gc.get_referents(obj))
+    top = sorted(refs.items(), key=lambda kv: -kv[1])[:8]
+    return {
+        "generation": generation,
+        "objects": len(objects),
+        "references": sum(refs.values()),
+        "top_by_references": [(n, counts[n], r) for n, r in top],
+    }
 
 
 pauses = GcPauses()

@@ -60,6 +60,8 @@ class RouteSpec:
     status: int = 200
     public: bool = False
     errors: tuple[int, ...] = ()
+    #: A multipart/form-data body, as the OpenAPI schema of its fields (uploads).
+    form: dict[str, Any] | None = None
 
 
 API_SPECS = web.AppKey("api_specs", list[RouteSpec])
@@ -82,6 +84,7 @@ class ApiRoutes:
         status: int = 200,
         public: bool = False,
         errors: tuple[int, ...] = (),
+        form: dict[str, Any] | None = None,
     ) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
             self.specs.append(
@@ -97,6 +100,7 @@ class ApiRoutes:
                     status=status,
                     public=public,
                     errors=errors,
+                    form=form,
                 )
             )
             return handler

@@ -100,12 +100,12 @@ def event_registry() -> EventRegistry:
     return registry
 
 
-def freeze_gc_after_startup(app: web.Application) -> None:
+def freeze_gc_after_startup(app: web.Application, refreeze_seconds: float = 60.0) -> None:
     """The serving process's garbage-collector policy (``smeline/gc_policy.py``):
     freeze what start-up loaded, refreeze long-lived objects every minute, one
     full collection a night. Only for the serving process: tests build many
     apps and would keep them all."""
-    gc_policy.install(app)
+    gc_policy.install(app, gc_policy.GcPolicy(refreeze_seconds=refreeze_seconds))
 
 
 def create_app(settings: Settings, *, background: bool = True) -> web.Application:

@@ -89,7 +89,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     print(f"  event loop: {loop_name}", flush=True)
     asyncio.set_event_loop(loop)
     app = create_app(settings)
-    freeze_gc_after_startup(app)
+    freeze_gc_after_startup(app, settings.gc_refreeze_seconds)
     web.run_app(app, host=settings.host, port=settings.port, print=None, loop=loop)
     return 0
 

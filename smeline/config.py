@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # The event loop of `smeline serve`: uvloop when it is installed ("auto"),
     # or asyncio's own (docs/configuration.md).
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    # The serving process's garbage collector (smeline/gc_policy.py): seconds
+    # between refreezes of long-lived objects; 0 keeps only the start-up freeze.
+    gc_refreeze_seconds: float = Field(default=60.0, ge=0, le=86_400)
 
     # Accounts
     session_ttl_hours: int = Field(default=12, ge=1)

@@ -127,6 +127,8 @@ class GcPolicy:
     # -- running -------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.refreeze_seconds <= 0:
+            return  # the start-up freeze only
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="gc-policy")
 

@@ -99,13 +99,18 @@ def build_openapi(specs: list[RouteSpec]) -> dict[str, Any]:
                 "required": True,
                 "content": {"application/json": {"schema": key_map[(spec.body, "validation")]}},
             }
+        elif spec.form is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"multipart/form-data": {"schema": spec.form}},
+            }
         ok: dict[str, Any] = {"description": "OK"}
         if spec.response is not None:
             ok["content"] = {
                 "application/json": {"schema": key_map[(spec.response, "serialization")]}
             }
         op["responses"][str(spec.status)] = ok
-        errors = set(spec.errors) | ({400, 422} if spec.body or spec.query else set())
+        errors = set(spec.errors) | ({400, 422} if spec.body or spec.query or spec.form else set())
         if not spec.public:
             errors |= {401, 403}
             op["security"] = [{"bearer": []}, {"cookie": []}]

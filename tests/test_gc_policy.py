@@ -113,3 +113,17 @@ async def test_the_running_policy_ticks_and_stops_cleanly() -> None:
     await until(lambda: fake.calls.count("freeze") >= 3, what="three refreezes")
     await policy.stop()
     assert policy.on_gc not in fake.callbacks
+
+
+async def test_no_refreeze_keeps_only_the_start_up_freeze() -> None:
+    fake = FakeGc()
+    policy = GcPolicy(
+        collector=fake.collector(),
+        now=Clock(datetime(2026, 12, 2, 10, tzinfo=BEIJING)),
+        refreeze_seconds=0,
+    )
+    policy.after_startup()
+    policy.start()
+    assert policy._task is None
+    assert fake.calls.count("freeze") == 1
+    await policy.stop()

@@ -33,6 +33,13 @@ async def test_openapi_document_lists_every_registered_route(
     name = schema_ref.rsplit("/", 1)[1]
     assert "subject" in doc["components"]["schemas"][name]["properties"]
     assert "422" in create["responses"] and "401" in create["responses"]
+    # Uploads describe their multipart form.
+    for path in ("/api/chat/{chat_id}/attachments", "/api/chats/{chat_id}/attachments"):
+        upload = doc["paths"][path]["post"]
+        form = upload["requestBody"]["content"]["multipart/form-data"]["schema"]
+        assert form["required"] == ["file", "client_id"]
+        assert form["properties"]["file"]["format"] == "binary"
+        assert {"413", "415", "422"} <= set(upload["responses"])
 
 
 async def test_health_says_telephony_is_not_configured(client: TestClient[Any, Any]) -> None:

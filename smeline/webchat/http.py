@@ -11,6 +11,7 @@ work orders. Administrators edit the IP table and canned replies
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 from aiohttp import BodyPartReader, web
 from pydantic import TypeAdapter, ValidationError
@@ -156,6 +157,21 @@ async def _messages(request: web.Request, chat_id: int) -> web.StreamResponse:
 
 
 # --- files -----------------------------------------------------------------------------------
+
+#: The upload form in the OpenAPI document (read by :func:`_read_upload`).
+UPLOAD_FORM: dict[str, Any] = {
+    "type": "object",
+    "required": ["file", "client_id"],
+    "additionalProperties": False,
+    "properties": {
+        "file": {
+            "type": "string",
+            "format": "binary",
+            "description": "PNG, JPEG, GIF, WebP, PDF, DOCX, XLSX or UTF-8 text, by its bytes",
+        },
+        "client_id": {"type": "string", "description": "the sender's own id of the line"},
+    },
+}
 
 #: Room for the multipart framing and the client_id field around the file.
 _FORM_OVERHEAD = 16 * 1024
@@ -330,6 +346,7 @@ async def visitor_messages(request: web.Request) -> web.StreamResponse:
     status=201,
     public=True,
     errors=(400, 401, 404, 409, 413, 415, 422, 429),
+    form=UPLOAD_FORM,
 )
 async def visitor_attachment(request: web.Request) -> web.StreamResponse:
     identity = await _visitor(request)
@@ -608,6 +625,7 @@ async def agent_reply(request: web.Request) -> web.StreamResponse:
     response=MessageOut,
     status=201,
     errors=(400, 403, 404, 409, 413, 415, 422, 429),
+    form=UPLOAD_FORM,
 )
 async def agent_attachment(request: web.Request) -> web.StreamResponse:
     p = principal_of(request)
