@@ -285,14 +285,11 @@ async def chat_message(
     ]
 
 
-async def chat_assigned(
-    e: chat_events.ChatAssigned, d: Directory, lookups: ChatLookups
-) -> list[Push]:
-    facts = await lookups.facts(e.chat_id)
-    if facts is None:
-        return []
-    # The screen pop of a chat: the agent who got it, nobody else.
-    pop = {
+def _chat_pop(
+    e: chat_events.ChatAssigned | chat_events.ChatExpertEvent, facts: ChatFacts
+) -> dict[str, Any]:
+    """Who the visitor is, for the console that gets the chat."""
+    return {
         "chat_id": e.chat_id,
         "window_code": e.window_code,
         "visitor_name": e.visitor_name,
@@ -302,6 +299,16 @@ async def chat_assigned(
         "routing_reason": facts.routing_reason,
         "created_at": facts.created_at.isoformat(),
     }
+
+
+async def chat_assigned(
+    e: chat_events.ChatAssigned, d: Directory, lookups: ChatLookups
+) -> list[Push]:
+    facts = await lookups.facts(e.chat_id)
+    if facts is None:
+        return []
+    # The screen pop of a chat: the agent who got it, nobody else.
+    pop = _chat_pop(e, facts)
     pushes = [
         Push(AGENT_NAMESPACE, [agent_room(e.agent_id)], chat_events.CHAT_ASSIGNED, pop),
         Push(
@@ -358,17 +365,7 @@ async def chat_expert_invited(
     facts = await lookups.facts(e.chat_id)
     if facts is None:
         return []
-    invited = {
-        "chat_id": e.chat_id,
-        "window_code": e.window_code,
-        "visitor_name": e.visitor_name,
-        "company": e.company,
-        "county_code": e.county_code,
-        "category_code": e.category_code,
-        "routing_reason": facts.routing_reason,
-        "created_at": facts.created_at.isoformat(),
-        "agent_name": facts.agent_name,
-    }
+    invited = {**_chat_pop(e, facts), "agent_name": facts.agent_name}
     return [Push(AGENT_NAMESPACE, [agent_room(e.expert_id)], CHAT_INVITED, invited)]
 
 
