@@ -18,6 +18,11 @@ from smeline.webchat.services import ChatService
 from smeline.webchat.setup import CHAT_SERVICE
 from tests.conftest import Actor, Api
 
+# How long a call may wait for its acknowledgement or a connection for its
+# namespace: a deadline, not a wait (the answer normally comes in milliseconds;
+# a CI machine busy with the rest of the suite once needed more than 5 s).
+ACK_DEADLINE = 15.0
+
 
 @dataclass
 class Sock:
@@ -43,7 +48,9 @@ class Sock:
         return [data for n, data in self.events if n == name]
 
     async def call(self, event: str, *args: Any) -> Any:
-        return await self.client.call(event, _packed(args), namespace=self.namespace, timeout=5)
+        return await self.client.call(
+            event, _packed(args), namespace=self.namespace, timeout=ACK_DEADLINE
+        )
 
     async def emit(self, event: str, *args: Any) -> None:
         await self.client.emit(event, _packed(args), namespace=self.namespace)
@@ -101,7 +108,7 @@ class Sockets:
             auth=auth,
             headers=headers or {},
             transports=list(transports),
-            wait_timeout=5,
+            wait_timeout=ACK_DEADLINE,
         )
         return sock
 
@@ -126,7 +133,7 @@ class Sockets:
                 auth=auth,
                 headers=headers or {},
                 transports=list(transports),
-                wait_timeout=5,
+                wait_timeout=ACK_DEADLINE,
             )
         assert len(sock.refusals) == 1, sock.refusals
         refusal = sock.refusals[0]

@@ -634,7 +634,9 @@ async def agent_attachment(request: web.Request) -> web.StreamResponse:
     # Scope first: a stranger's upload is refused before its body is read.
     await svc.check_agent_scope(p, chat_id)
     client_id, file = await _read_upload(request, svc.options.attachment_max_bytes)
-    posted = await svc.agent_file(p, chat_id, client_id=client_id, file=file, now=svc.now())
+    posted = await svc.agent_reply(
+        p, chat_id, client_id=client_id, body="", now=svc.now(), file=file
+    )
     return json_ok(_message_out(posted), status=201 if posted.created else 200)
 
 

@@ -1630,8 +1630,17 @@ class ChatService:
         return chat
 
     async def agent_reply(
-        self, p: Principal, chat_id: int, *, client_id: str, body: str, now: datetime
+        self,
+        p: Principal,
+        chat_id: int,
+        *,
+        client_id: str,
+        body: str,
+        now: datetime,
+        file: NewFile | None = None,
     ) -> PostedMessage:
+        """A line from the staff side (the chat's agent or an invited expert):
+        text, or a ``file`` (its name is the line's body)."""
         await self.check_agent_scope(p, chat_id)
         return await self.post_message(
             chat_id,
@@ -1640,26 +1649,13 @@ class ChatService:
             body=body,
             now=now,
             user_id=p.user_id,
+            file=file,
         )
 
     @staticmethod
     def staff_kind(p: Principal) -> SenderKind:
         """How a staff member's lines are marked: an invited expert, or the desk."""
         return SenderKind.EXPERT if p.role is Role.EXPERT else SenderKind.AGENT
-
-    async def agent_file(
-        self, p: Principal, chat_id: int, *, client_id: str, file: NewFile, now: datetime
-    ) -> PostedMessage:
-        await self.check_agent_scope(p, chat_id)
-        return await self.post_message(
-            chat_id,
-            kind=self.staff_kind(p),
-            client_id=client_id,
-            body="",
-            now=now,
-            user_id=p.user_id,
-            file=file,
-        )
 
     async def staff_attachment(self, p: Principal, chat_id: int, attachment_id: int) -> StoredFile:
         """A file of a chat for staff: the chat's agent, an expert in it, or a
