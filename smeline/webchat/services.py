@@ -288,6 +288,27 @@ def _base(chat: ChatLike) -> dict[str, Any]:
     }
 
 
+def _expert_event(chat: Chat, expert_id: int, by_user_id: int) -> ev.ChatExpertEvent:
+    return ev.ChatExpertEvent(
+        **_base(chat),
+        expert_id=expert_id,
+        by_user_id=by_user_id,
+        visitor_name=chat.visitor_name,
+        company=chat.company,
+    )
+
+
+def _check_rate(recent: int | None, per_second: int) -> None:
+    """429 when a sender's lines of the last second reach the limit."""
+    if (recent or 0) >= per_second:
+        raise TooManyRequests(
+            "Too many messages; slow down",
+            error_id="chat_rate_limited",
+            details={"per_second": per_second},
+            headers={"Retry-After": "1"},
+        )
+
+
 # Built once: a chat line is the hottest write (bench_realtime: building the
 # statements per call cost about as much as running them).
 _LOCK_CHAT = (
@@ -888,13 +909,7 @@ class ChatService:
                     _RECENT_LINES,
                     {"chat_id": chat_id, "kind": kind.value, "since": now - timedelta(seconds=1)},
                 )
-                if (recent or 0) >= self.options.messages_per_second:
-                    raise TooManyRequests(
-                        "Too many messages; slow down",
-                        error_id="chat_rate_limited",
-                        details={"per_second": self.options.messages_per_second},
-                        headers={"Retry-After": "1"},
-                    )
+                _check_rate(recent, self.options.messages_per_second)
                 ref: ev.AttachmentRef | None = None
                 if file is not None:
                     ref = await self._store_file(db, chat, kind, user_id, file, now)
@@ -961,13 +976,7 @@ class ChatService:
                         {**key, "since": now - timedelta(seconds=1)},
                     )
                 ).scalar()
-                if (recent or 0) >= self.options.messages_per_second:
-                    raise TooManyRequests(
-                        "Too many messages; slow down",
-                        error_id="chat_rate_limited",
-                        details={"per_second": self.options.messages_per_second},
-                        headers={"Retry-After": "1"},
-                    )
+                _check_rate(recent, self.options.messages_per_second)
                 values = {
                     "chat_id": chat_id,
                     "seq": row.last_seq,
@@ -1712,16 +1721,7 @@ class ChatService:
             chat.joint = True
             await db.flush()
             # The expert's console learns of the chat before its next line.
-            events.add(
-                ev.CHAT_EXPERT_INVITED,
-                ev.ChatExpertEvent(
-                    **_base(chat),
-                    expert_id=user_id,
-                    by_user_id=p.user_id,
-                    visitor_name=chat.visitor_name,
-                    company=chat.company,
-                ),
-            )
+            events.add(ev.CHAT_EXPERT_INVITED, _expert_event(chat, user_id, p.user_id))
             text = TEXTS["expert_joined"].format(expert=expert_name)
             await self._append(db, chat, SenderKind.SYSTEM, text, now, events)
         await self._publish(events)
@@ -1753,16 +1753,7 @@ class ChatService:
             if row is None:
                 raise NotFound("The expert is not in the chat", error_id="chat_expert_not_found")
             row.left_at = now
-            events.add(
-                ev.CHAT_EXPERT_LEFT,
-                ev.ChatExpertEvent(
-                    **_base(chat),
-                    expert_id=user_id,
-                    by_user_id=p.user_id,
-                    visitor_name=chat.visitor_name,
-                    company=chat.company,
-                ),
-            )
+            events.add(ev.CHAT_EXPERT_LEFT, _expert_event(chat, user_id, p.user_id))
             await db.flush()
             if chat.state in (_QUEUED, _ASSIGNED):
                 text = TEXTS["expert_left"].format(expert=expert_name)
